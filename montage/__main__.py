@@ -1,0 +1,3 @@
+from montage.cli import console_main
+
+console_main()

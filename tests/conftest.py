@@ -1,0 +1,43 @@
+"""Shared fixtures.
+
+``require_tool`` is how a test asks for an external tool: locally a missing tool skips the test
+with the exact install command; under ``CI=true`` it fails, because CI must provision everything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def missing_tool(message: str) -> None:
+    """Fail under CI, skip elsewhere, with ``message`` naming what to install."""
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: a missing tool is a failure, not a skip)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def require_tool() -> Callable[[str, str], str]:
+    def _require(name: str, package: str) -> str:
+        path = shutil.which(name)
+        if path is None:
+            missing_tool(f"{name} is not installed; install it with: apt-get install {package}")
+        assert path is not None
+        return path
+
+    return _require
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
+    """No MONTAGE_* / legacy variables leak in from the developer's shell; cwd is a temp dir."""
+    for name in list(os.environ):
+        if name.startswith("MONTAGE_") or name in {"USE_SETTINGS_V2", "DATABASE_URL", "REPLICA_DATABASE_URL"}:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
