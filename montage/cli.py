@@ -20,6 +20,7 @@ from montage.errors import ExitCode, MontageError, exit_code_for
 
 # name -> (module, one-line help).  Keep alphabetical within a group.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "admin": ("montage.commands.admin", "create, revoke and list API keys of the service"),
     "config": ("montage.commands.config", "show the effective configuration and where each value came from"),
     "db": ("montage.commands.db", "migrate the jobs database (upgrade, downgrade, current)"),
     "flags": ("montage.commands.flags", "read or set the app's flags (USE_SETTINGS_V2, ...)"),

@@ -36,7 +36,10 @@ REPLICA = "replica"
 
 @dataclass
 class DbCounters:
-    """Statement counts per target, read by the metrics endpoint (thread-safe increments)."""
+    """Statement counts per target, read by the metrics endpoint (thread-safe increments).
+
+    ``writes`` counts bind decisions for flushes and DML (always the primary), not rows.
+    """
 
     reads: dict[str, int] = field(default_factory=lambda: {PRIMARY: 0, REPLICA: 0})
     writes: int = 0
@@ -80,8 +83,9 @@ class RoutingSession(Session):
         self.info["wrote"] = False
 
     def get_bind(self, mapper: Any = None, clause: Any = None, **kwargs: Any) -> Engine:
-        if self._flushing or not _is_plain_read(clause):
+        if self._flushing or (clause is not None and not _is_plain_read(clause)):
             self.info["wrote"] = True
+            self._counters.add_write()
         if self.info["use_replica"] and not self.info["wrote"] and self._replica is not None:
             return self._replica
         return self._primary
@@ -90,7 +94,6 @@ class RoutingSession(Session):
         read = _is_plain_read(statement) and not self.info["wrote"]
         if not read:
             self.info["wrote"] = True
-            self._counters.add_write()
             return super().execute(statement, *args, **kwargs)
         if not self.info["use_replica"]:
             self._counters.add_read(PRIMARY)
