@@ -126,6 +126,17 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the directory of a SQLite database file (the embedded default lives in var/)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_engine(url: str, *, connect_timeout_s: float = 5.0, pool_size: int = 5, echo: bool = False) -> AsyncEngine:
     """An async engine for ``url`` (``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``)."""
     from sqlalchemy.engine import make_url
@@ -142,10 +153,7 @@ def make_engine(url: str, *, connect_timeout_s: float = 5.0, pool_size: int = 5,
     if backend == "sqlite":
         if parsed.drivername != "sqlite+aiosqlite":
             raise ConfigError(f"db.url driver {parsed.drivername!r} is not async; use sqlite+aiosqlite://...")
-        if parsed.database and parsed.database != ":memory:":
-            from pathlib import Path
-
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        ensure_sqlite_dir(url)
         engine = create_async_engine(parsed, echo=echo, connect_args={"timeout": connect_timeout_s})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -55,6 +55,9 @@ def upgrade(url: str, revision: str = "head") -> None:
     """``alembic upgrade REVISION`` against ``url``."""
     from alembic import command
 
+    from montage.db.database import ensure_sqlite_dir
+
+    ensure_sqlite_dir(url)
     command.upgrade(alembic_config(url), revision)
 
 

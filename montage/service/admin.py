@@ -50,6 +50,7 @@ async def _transition(session: Session, job_id: str, action: str) -> JobOut:
         raise ApiError(409, "invalid_transition", str(exc)) from None
     if job is None:
         raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    await session.commit()
     return job_out(job)
 
 
@@ -108,6 +109,7 @@ async def get_stats(ctx: Context, session: Session) -> Stats:
 @router.post("/keys", status_code=201, response_model=KeyCreated, responses=responses(422))
 async def create_key(body: KeyCreate, session: Session) -> KeyCreated:
     row, plain = await keys.create_key(session, body.name)
+    await session.commit()
     return KeyCreated(id=row.id, name=row.name, key=plain, created_at=row.created_at)
 
 
@@ -115,4 +117,5 @@ async def create_key(body: KeyCreate, session: Session) -> KeyCreated:
 async def revoke_key(key_id: str, session: Session) -> Response:
     if await keys.revoke_key(session, key_id) is None:
         raise ApiError(404, "key_not_found", f"no API key with id {key_id!r}")
+    await session.commit()
     return Response(status_code=204)

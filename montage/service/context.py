@@ -56,7 +56,11 @@ Context = Annotated[ServiceContext, Depends(get_context)]
 
 
 async def get_session(ctx: Context) -> AsyncIterator[AsyncSession]:
-    """One routed session per request; connection failures become 503, not a hang or a 500."""
+    """One routed session per request; connection failures become 503, not a hang or a 500.
+
+    Handlers that write commit explicitly before returning: the code after ``yield`` may run after
+    the response was sent, and a client must be able to read its own write at once.
+    """
     session = ctx.db.session()
     try:
         yield session

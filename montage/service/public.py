@@ -166,6 +166,7 @@ async def submit_job(request: Request, ctx: Context, session: Session, _: Access
     job = await jobs.create_job(
         session, job_id=job_id, input_path=str(path), uploaded=uploaded, duration_s=duration, aspect=aspect
     )
+    await session.commit()  # before the response: the client may ask for the job at once
     response.headers["Location"] = f"/v1/public/jobs/{job.id}"
     return job_out(job)
 

@@ -96,3 +96,52 @@ def live(tmp_path: Path, sqlite_db_url: str) -> Iterator[Live]:
     key_id, key = create_key_sync(sqlite_db_url)
     with ServerThread(create_app(loaded)) as base, httpx.Client(base_url=base, timeout=30) as client:
         yield Live(base, client, key, key_id, loaded, sqlite_db_url, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory, require_tool: Any) -> Path:
+    """A real 8 s 640x360 H.264/AAC clip made by ffmpeg."""
+    import subprocess
+
+    ffmpeg = require_tool("ffmpeg", "ffmpeg")
+    out = tmp_path_factory.mktemp("media") / "clip.mp4"
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=25:duration=8",
+         "-f", "lavfi", "-i", "sine=frequency=440:duration=8", "-c:v", "libx264", "-preset", "ultrafast",
+         "-c:a", "aac", "-shortest", str(out)],
+        check=True, timeout=120, capture_output=True,
+    )  # fmt: skip
+    return out
+
+
+def service_env(tmp_path: Path, db_url: str, **settings: str) -> dict[str, str]:
+    """Environment for `montage serve` / `montage worker` child processes: everything under tmp_path."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONTAGE_") and k != "USE_SETTINGS_V2"}
+    env.update(
+        {
+            "MONTAGE_DB__URL": db_url,
+            "MONTAGE_DATA_DIR": str(tmp_path / "data"),
+            "MONTAGE_SERVICE__MEDIA_ROOT": str(tmp_path / "media"),
+            "MONTAGE_OPS__FLAGS_FILE": str(tmp_path / "flags.json"),
+            "MONTAGE_ENV_FILE": str(tmp_path / "none.env"),
+            "MONTAGE_SERVICE__EXECUTOR": "ffmpeg-trim",
+            "MONTAGE_SERVICE__POLL_S": "0.2",
+            "MONTAGE_SERVICE__HEARTBEAT_S": "0.5",
+            "MONTAGE_SERVICE__LEASE_S": "3",
+            "MONTAGE_MEDIA__THREADS": "1",
+        }
+    )
+    env.update({f"MONTAGE_SERVICE__{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
