@@ -90,23 +90,23 @@ class RoutingSession(Session):
             return self._replica
         return self._primary
 
-    def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        read = _is_plain_read(statement) and not self.info["wrote"]
-        if not read:
+    # execute(), scalar(), scalars(), get() and lazy loads all funnel through _execute_internal.
+    def _execute_internal(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _is_plain_read(statement):  # DML, FOR UPDATE, text(): the primary, for the rest of the session
             self.info["wrote"] = True
-            return super().execute(statement, *args, **kwargs)
-        if not self.info["use_replica"]:
+            return super()._execute_internal(statement, *args, **kwargs)
+        if self.info["wrote"] or not self.info["use_replica"]:
             self._counters.add_read(PRIMARY)
-            return super().execute(statement, *args, **kwargs)
+            return super()._execute_internal(statement, *args, **kwargs)
         try:
-            result = super().execute(statement, *args, **kwargs)
-        except DBAPIError:
+            result = super()._execute_internal(statement, *args, **kwargs)
+        except (DBAPIError, OSError, TimeoutError):
             # The replica is down, lagging past a conflict, or refused: read from the primary.
             self._counters.add_fallback()
             self.rollback()
             self.info["use_replica"] = False
             self._counters.add_read(PRIMARY)
-            return super().execute(statement, *args, **kwargs)
+            return super()._execute_internal(statement, *args, **kwargs)
         self._counters.add_read(REPLICA)
         return result
 

@@ -62,7 +62,7 @@ async def get_job(session: AsyncSession, job_id: str) -> Job | None:
     job = await session.get(Job, job_id)
     sync = session.sync_session
     if job is None and isinstance(sync, RoutingSession) and sync.info.get("use_replica"):
-        sync.pin_primary()
+        await session.run_sync(lambda _: sync.pin_primary())
         job = await session.get(Job, job_id)
     return job
 
