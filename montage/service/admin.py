@@ -28,7 +28,7 @@ router = APIRouter(
     prefix="/v1/admin",
     tags=["admin"],
     dependencies=[Depends(require_admin)],
-    responses=responses(401, 403, 503),
+    responses=responses(400, 401, 403, 503),
 )
 FlagName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.]{1,128}$")]
 
