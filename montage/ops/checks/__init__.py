@@ -35,8 +35,12 @@ if TYPE_CHECKING:
 # name -> module implementing the contract above.  One line per kind.
 KINDS: dict[str, str] = {
     "command": "montage.ops.checks.command",
+    "coverage": "montage.ops.checks.coverage_thresholds",
     "file": "montage.ops.checks.file",
+    "import_hacks": "montage.ops.checks.import_hacks",
     "log_contains": "montage.ops.checks.log_contains",
+    "pytest": "montage.ops.checks.pytest_junit",
+    "stub_scan": "montage.ops.checks.stub_scan",
 }
 
 
