@@ -55,10 +55,18 @@ class CheckResult(BaseModel):
     evidence_dir: str  # relative to the bundle root
     evidence: list[str] = Field(default_factory=list)
     duration_s: float = 0.0
+    measured: bool = True  # False: the kind raised (tool missing, crash); there is nothing to re-judge
 
     @classmethod
     def from_judgement(
-        cls, check_id: str, kind: str, critical: bool, judgement: Judgement, evidence_dir: str, duration_s: float
+        cls,
+        check_id: str,
+        kind: str,
+        critical: bool,
+        judgement: Judgement,
+        evidence_dir: str,
+        duration_s: float,
+        measured: bool = True,
     ) -> CheckResult:
         return cls(
             id=check_id,
@@ -66,6 +74,7 @@ class CheckResult(BaseModel):
             critical=critical,
             evidence_dir=evidence_dir,
             duration_s=round(duration_s, 3),
+            measured=measured,
             **judgement.model_dump(),
         )
 
