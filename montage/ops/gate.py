@@ -87,6 +87,8 @@ def judge(
         failed = failed or critical
         label = "critical" if c.critical else "non-critical"
         reasons.append(f"{c.id} ({c.kind}, {label}) {c.verdict.value}: {c.reason}")
+    if not checks and not step_failure:
+        reasons.append("the gate has no checks yet: nothing was measured, so it cannot PASS")
     for name, where in artifacts.items():
         if where is None:
             reasons.append(f"artifact {name} is missing: no check in this gate produces it yet")

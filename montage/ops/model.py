@@ -105,7 +105,7 @@ class Phase(_Strict):
     inputs: list[str] = Field(default_factory=list, description="globs whose content change makes a result STALE")
     flags: list[Flag] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
-    gate: list[GateCheck] = Field(min_length=1)
+    gate: list[GateCheck] = Field(default_factory=list, description="checks; an empty gate can only be PARTIAL")
     bundle: list[str] = Field(default_factory=list, description="artifact names the roadmap requires in the bundle")
     rollback: list[RollbackStep] = Field(default_factory=list)
 

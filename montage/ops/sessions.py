@@ -55,6 +55,44 @@ INVOKE_TASKS: dict[str, list[list[str]]] = {
     "tests": NOX_SESSIONS["tests"],
 }
 
+# Sessions / tasks a flag can switch off (a phase's rollback, e.g. phase 7 "disable the perf CI job"
+# runs `montage flags set PERF_GUARD_ENABLED false`).  Disabled: a loud message and exit 0, because
+# the job was deliberately turned off, not judged.  Session or task name -> flag name.
+SESSION_FLAGS: dict[str, str] = {
+    "perf": "PERF_GUARD_ENABLED",
+    "perf.guard": "PERF_GUARD_ENABLED",
+}
+
+
+def disabled_by_flag(name: str, root: Path | None = None) -> str | None:
+    """Why session/task ``name`` is switched off by the flags file, or None."""
+    flag = SESSION_FLAGS.get(name)
+    if flag is None:
+        return None
+    import json
+
+    base = root or repo_root()
+    path = Path(os.environ.get("MONTAGE_OPS__FLAGS_FILE", "var/flags.json"))
+    path = path if path.is_absolute() else base / path
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get(flag)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if value is False or (isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off"}):
+        return (
+            f"{name} is disabled: flag {flag}={json.dumps(value)} in {path} (re-enable: montage flags set {flag} true)"
+        )
+    return None
+
+
+def run_named(name: str, commands: Sequence[Sequence[str]], extra: Sequence[str] = ()) -> int:
+    """Run a named session/task's chain unless a flag disabled it."""
+    why = disabled_by_flag(name)
+    if why is not None:
+        print(why, file=sys.stderr, flush=True)
+        return 0
+    return run_chain(commands, extra)
+
 
 def resolve(argv: Sequence[str], python: str | None = None) -> list[str]:
     """Substitute ``{python}``."""
