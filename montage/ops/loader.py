@@ -67,6 +67,8 @@ def _raise_validation(located: Located, exc: ValidationError, prefix: PathKey = 
         )
     elif kind == "missing":
         message = f"missing required key {field}"
+    elif kind == "value_error":
+        message = f"{field}: {err['msg'].removeprefix('Value error, ')}"
     else:
         message = f"{field}: {err['msg']}; got {_describe_input(err.get('input'))}"
     raise ValidationFailure(

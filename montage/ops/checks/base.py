@@ -147,5 +147,10 @@ class EvidenceError(Exception):
     """Stored evidence is missing or unreadable; kinds turn it into an ERROR judgement."""
 
 
+def present(evidence_dir: Path, names: list[str]) -> list[str]:
+    """The evidence files among ``names`` that exist (a judgement lists only what is there)."""
+    return [n for n in names if (evidence_dir / n).is_file()]
+
+
 def error_judgement(expected: str, reason: str, evidence: list[str] | None = None) -> Judgement:
     return Judgement(verdict=Verdict.ERROR, value=None, expected=expected, reason=reason, evidence=evidence or [])

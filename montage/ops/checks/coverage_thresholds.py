@@ -28,6 +28,7 @@ from montage.ops.checks.base import (
     KindParams,
     Verdict,
     error_judgement,
+    present,
     read_json,
 )
 
@@ -120,7 +121,7 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     if params.ratchet is not None:
         parts.append(f"global >= baseline + {params.ratchet.plus_pp:g} pp")
     expected = "; ".join(parts) or "a coverage report"
-    evidence = ["coverage.json", "modules.json"] + (["coverage_base.json"] if params.ratchet else [])
+    evidence = present(evidence_dir, ["coverage.json", "modules.json", "coverage_base.json", "coverage_output.txt"])
     try:
         report = read_json(evidence_dir / "coverage.json")
         modules_record = read_json(evidence_dir / "modules.json")

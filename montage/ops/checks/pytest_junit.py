@@ -21,6 +21,7 @@ from montage.ops.checks.base import (
     KindParams,
     Verdict,
     error_judgement,
+    present,
     read_json,
 )
 
@@ -78,16 +79,17 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
 
 def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     expected = f">= {params.min_tests} test(s), 0 failed, 0 errors"
+    evidence = present(evidence_dir, EVIDENCE)
     try:
         record = read_json(evidence_dir / "pytest.json")
     except EvidenceError as exc:
-        return error_judgement(expected, str(exc), EVIDENCE)
+        return error_judgement(expected, str(exc), evidence)
     rc = int(record["exit_code"])
     try:
         t = totals(evidence_dir / "junit.xml")
     except EvidenceError as exc:
         how = "timed out" if record.get("timed_out") else f"exit code {rc}"
-        return error_judgement(expected, f"{exc} ({how})", EVIDENCE)
+        return error_judgement(expected, f"{exc} ({how})", evidence)
     value = {k: t[k] for k in ("tests", "passed", "failures", "errors", "skipped")} | {"exit_code": rc}
     if t["failures"] or t["errors"]:
         first = ", ".join(t["failing"][:3])
@@ -98,4 +100,4 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         verdict, reason = Verdict.ERROR, f"pytest exited {rc} although the report shows no failures"
     else:
         verdict, reason = Verdict.PASS, f"{t['passed']} passed, {t['skipped']} skipped of {t['tests']}"
-    return Judgement(verdict=verdict, value=value, expected=expected, reason=reason, evidence=EVIDENCE)
+    return Judgement(verdict=verdict, value=value, expected=expected, reason=reason, evidence=evidence)
