@@ -43,11 +43,15 @@ def run_logged(
     cwd: Path,
     timeout_s: float,
     env: Mapping[str, str] | None = None,
+    unset_prefixes: Sequence[str] = (),
 ) -> Completed:
-    """Run ``argv`` with stdout+stderr to ``log``; kill the process group on timeout or interrupt."""
+    """Run ``argv`` with stdout+stderr to ``log``; kill the process group on timeout or interrupt.
+
+    ``unset_prefixes`` drops inherited environment variables (e.g. an outer coverage run's).
+    """
     full = expand(argv)
     log.parent.mkdir(parents=True, exist_ok=True)
-    merged_env = dict(os.environ)
+    merged_env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(unset_prefixes))}
     if env:
         merged_env.update(env)
     started = time.monotonic()

@@ -76,8 +76,9 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     if ok:
         reason = f"exit code {rc}" + (" and the output matched" if matched else "")
     elif rc != params.expect_exit:
-        last = output.strip().splitlines()[-1:] or [""]
-        reason = f"exit code {rc}, expected {params.expect_exit}; last output line: {last[0][:200]}"
+        last = output.strip().splitlines()[-1:]
+        tail = f"; last output line: {last[0][:200]}" if last else "; no output"
+        reason = f"exit code {rc}, expected {params.expect_exit}{tail}"
     else:
         reason = f"exit code {rc} but the output does not match /{params.output_pattern}/"
     return Judgement(

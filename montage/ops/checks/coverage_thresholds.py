@@ -68,7 +68,10 @@ def _measure(params: Params, ctx: CheckContext) -> bool:
     ]
     try:
         for i, argv in enumerate(steps):
-            done = run_logged(argv, log.with_suffix(f".{i}.txt"), ctx.repo_root, params.timeout_s, env)
+            # An outer coverage run (pytest-cov, `coverage run`) must not leak its config into ours.
+            done = run_logged(
+                argv, log.with_suffix(f".{i}.txt"), ctx.repo_root, params.timeout_s, env, ("COV_CORE_", "COVERAGE_")
+            )
             if done.returncode != 0 and i != 1:  # failing tests still yield coverage data
                 return False
     finally:
