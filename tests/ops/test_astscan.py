@@ -213,3 +213,60 @@ def test_file_list_without_git_walks_the_tree(tmp_path: object) -> None:
     (root / ".venv" / "lib" / "skip.py").write_text("y = 1\n")
     files, source = list_python_files(root)
     assert files == ["pkg/m.py"] and "walk" in source
+
+
+NESTED = '''
+import os
+import sys
+
+
+def deco(x):
+    return lambda f: f
+
+
+@deco(sys.path.append("in a decorator"))
+def f():
+    if os.name:
+        with open(__file__):
+            for _ in range(1):
+                try:
+                    sys.path.insert(0, "deep")
+                except OSError:
+                    [sys.path.extend([p]) for p in ("comprehension",)]
+    return sys.path[0]
+
+
+class K:
+    # FIXME: a comment inside a class body
+    text = """
+    # TODO inside a string: not a comment
+    """
+
+    def m(self):
+        return "# TODO also a string"  # TODO but this one is a comment
+'''
+
+
+def test_nested_statements_and_markers_in_statements(repo: Repo) -> None:
+    repo.write("nested.py", NESTED)
+    result = scan(repo.root, ["nested.py"])
+    assert sorted((f.line, f.kind) for f in result.hacks) == [
+        (10, "sys.path.append"),
+        (16, "sys.path.insert"),
+        (18, "sys.path.extend"),
+    ]
+    assert sorted((f.line, f.kind) for f in result.stubs) == [(23, "FIXME"), (29, "TODO")]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from sys import (\n    argv,\n    path as p,\n)\n\n\ndef f():\n    p.append('x')\n",
+        "from sys import (path as p)\np.insert(0, 'x')\n",
+        "import os, sys as s\ns.path.extend(['x'])\n",
+        "from site import addsitedir as add\nadd('x')\n",
+    ],
+)
+def test_aliases_found_wherever_they_are_used(repo: Repo, source: str) -> None:
+    repo.write("alias.py", source)
+    assert len(scan(repo.root, ["alias.py"]).hacks) == 1
