@@ -223,9 +223,9 @@ def parse_outputs(workdir: Path, stderr: str, info: MediaInfo) -> Analysis:
         s_start = [float(m.group(1)) for m in _SIL_START_RE.finditer(stderr)]
         s_end = [float(m.group(1)) for m in _SIL_END_RE.finditer(stderr)]
     integrated: float | None = None
-    match = _INTEGRATED_RE.search(stderr)
-    if match and match.group(1) != "-inf":
-        integrated = float(match.group(1))
+    found = _INTEGRATED_RE.findall(stderr)  # the last summary is the real one
+    if found and found[-1] != "-inf":
+        integrated = float(found[-1])
     loudness = _carry_forward([sum(v) / len(v) if v else None for v in loud_acc], FLOOR_LUFS)
     motion = _carry_forward([sum(v) / len(v) if v else None for v in motion_acc], 0.0)
     motion_x, _ = _thumb_motion(workdir / "thumbs.gray", n)

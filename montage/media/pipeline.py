@@ -184,6 +184,24 @@ def _caption(chunk: list[Word], seg_start: float, offset: float) -> Caption:
     return Caption(start=start, end=end, text=" ".join(w.text for w in chunk))
 
 
+def _fit_frames(segments: list[PlanSegment], target: float, fps: Fraction, infos: list[MediaInfo]) -> None:
+    """Nudge one segment by whole frames so the total lands on the target (rounding ate the difference)."""
+    frame = 1 / float(fps)
+    diff = round(target / frame) - round(sum(s.duration for s in segments) / frame)
+    if diff == 0 or not segments or sum(i.duration for i in infos) <= target:
+        return
+    for seg in sorted(segments, key=lambda s: -s.duration):
+        new_end = _quantise(seg.end + diff * frame, fps)
+        if new_end - seg.start < 2 * frame or new_end > infos[seg.source].duration:
+            continue
+        clash = any(
+            o is not seg and o.source == seg.source and o.start < new_end and o.end > seg.start for o in segments
+        )
+        if not clash:
+            seg.end = new_end
+            return
+
+
 def build_plan(
     options: RunOptions,
     infos: list[MediaInfo],
@@ -214,6 +232,7 @@ def build_plan(
                 crop_x=_crop_x(analyses[sel.source], start, end),
             )
         )
+    _fit_frames(segments, options.duration + options.crossfade * (len(segments) - 1), fps, infos)
     if not segments:
         raise MediaError(f"Nothing in {', '.join(str(i.path) for i in infos)} is long enough to cut a montage from.")
     target_lufs = options.loudness if options.loudness is not None else -16.0

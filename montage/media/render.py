@@ -176,17 +176,30 @@ def has_output_audio(plan: EditPlan) -> bool:
 def measure_loudness(
     plan: EditPlan, infos: list[MediaInfo], tools: FFmpegTools, progress: ProgressCallback | None = None
 ) -> LoudnessMeasurement:
-    """Loudnorm's first pass over the montage's audio (exactly the audio the render will normalise)."""
+    """Loudnorm's first pass over the montage's audio (exactly the audio the render will normalise).
+
+    The same pass also runs the ``ebur128`` meter: its integrated loudness is what the linear gain is
+    computed from, because loudnorm's own estimate can be off by about 1 LU on material with large
+    level steps, and ``ebur128`` is also what checks the result.
+    """
     import ffmpeg
 
     parts = _segment_inputs(plan, infos, with_video=False, with_audio=True)
     _, audio = _join(plan, parts, with_video=False, with_audio=True)
     _, audio = _fades(plan, None, audio)
     target = plan.render.loudness
-    audio = audio.filter("loudnorm", I=target.integrated, TP=target.true_peak, LRA=target.lra, print_format="json")
-    args = _compile(ffmpeg.output(audio, "-", f="null"))
-    run = run_ffmpeg(tools, args, what="loudness measurement", total_s=plan.duration, progress=progress)
-    return parse_loudnorm_json(run.stderr)
+    split = audio.filter_multi_output("asplit")
+    normed = split[0].filter("loudnorm", I=target.integrated, TP=target.true_peak, LRA=target.lra, print_format="json")
+    metered = split[1].filter("ebur128")
+    spec = ffmpeg.merge_outputs(ffmpeg.output(normed, "-", f="null"), ffmpeg.output(metered, "-", f="null"))
+    run = run_ffmpeg(tools, _compile(spec), what="loudness measurement", total_s=plan.duration, progress=progress)
+    measured = parse_loudnorm_json(run.stderr)
+    reference = _integrated(run.stderr)
+    if reference is not None and not measured.silent:
+        measured = LoudnessMeasurement(
+            reference, measured.input_tp, measured.input_lra, measured.input_thresh, measured.target_offset
+        )
+    return measured
 
 
 def parse_loudnorm_json(stderr: str) -> LoudnessMeasurement:
@@ -310,10 +323,16 @@ def measure_integrated(tools: FFmpegTools, path: Path) -> float | None:
     """Integrated loudness of ``path``'s first audio stream by the ebur128 filter (independent of loudnorm)."""
     args = ["-i", "file:" + str(path), "-map", "0:a:0", "-af", "ebur128", "-f", "null", "-"]
     run = run_ffmpeg(tools, args, what=f"loudness check of {path}")
-    match = _INTEGRATED_RE.search(run.stderr)
-    if match is None or match.group(1) in {"-inf", "nan"}:
+    return _integrated(run.stderr)
+
+
+def _integrated(stderr: str) -> float | None:
+    """The integrated loudness in ebur128's summary (None when silent or absent)."""
+    # The last summary: ffmpeg may configure (and tear down, printing a summary) a graph more than once.
+    found = _INTEGRATED_RE.findall(stderr)
+    if not found or found[-1] in {"-inf", "nan"}:
         return None
-    value = float(match.group(1))
+    value = float(found[-1])
     return value if value > SILENT_LUFS else None
 
 
