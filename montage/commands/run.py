@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--plan-only", action="store_true", help="write the edit plan, render nothing")
     mode.add_argument("--from-plan", type=Path, metavar="PLAN", help="render exactly this edit plan")
+    parser.add_argument(
+        "--resolve", action="store_true", help="import the timeline into DaVinci Resolve (setting media.resolve_module)"
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -133,15 +136,35 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _resolve_module() -> Any:
+    """Resolve's scripting module, loaded before any work so a bad setting fails fast."""
+    from montage.media.resolve import load_resolve_module
+    from montage.settings import load_settings
+
+    module_path = load_settings().settings.media.resolve_module
+    if module_path is None:
+        raise UsageError(
+            "--resolve needs MONTAGE_MEDIA__RESOLVE_MODULE (setting media.resolve_module) pointing at "
+            "DaVinciResolveScript.py."
+        )
+    return load_resolve_module(module_path)
+
+
 def run(args: argparse.Namespace) -> int:
     from montage.media.ffmpeg import tools_from_settings
     from montage.media.pipeline import run as run_pipeline
 
     options = _options(args)
+    resolve = _resolve_module() if args.resolve else None
     tools = tools_from_settings()
     with _Progress(enabled=not args.json) as progress:
         report = run_pipeline(options, tools, progress)
     summary = report.to_json()
+    if resolve is not None and report.timelines:
+        from montage.media.resolve import import_timeline
+
+        otio_file = report.timelines["otio"]
+        summary["resolve_timeline"] = import_timeline(resolve, otio_file, otio_file.stem)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -150,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"montage:   {report.output} ({summary['duration']:.2f} s, {summary['size']}, {summary['aspect']})")
         for kind, path in report.timelines.items():
             print(f"timeline:  {path} ({kind.upper()})")
+        if "resolve_timeline" in summary:
+            print(f"resolve:   imported as timeline {summary['resolve_timeline']!r}")
         print(f"segments:  {summary['segments']} chosen by {report.plan.selector.name}")
         if report.verification is not None:
             print(f"loudness:  {report.verification.verdict}: {report.verification.reason}")

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from montage.media.plan import Selector
 from montage.media.rover import Word
-from montage.media.story_beats import MIN_SEGMENT_S, Candidate, Selection
+from montage.media.story_beats import MIN_SEGMENT_S, Candidate, Selection, _extend, max_segment_for
 
 ANTHROPIC_URL = "https://api.anthropic.com"
 GEMINI_URL = "https://generativelanguage.googleapis.com"
@@ -215,22 +215,24 @@ def to_selections(raw: Any, cands: list[Candidate], target: float) -> list[Selec
     unknown = [i for i in ids if not 0 <= i < len(cands)]
     if unknown:
         raise SelectorFailed(f"the answer names unknown candidate ids {unknown} (valid: 0..{len(cands) - 1})")
-    out: list[Selection] = []
+    picked: list[tuple[Candidate, str]] = []
     total = 0.0
     for pick in answer.segments:
         c = cands[pick.id]
         remaining = target - total
         if remaining < MIN_SEGMENT_S:
             break
-        end = min(c.end, c.start + remaining)
-        out.append(
-            Selection(c.source, c.start, round(end, 3), pick.role, c.score, "chosen by LLM; " + "; ".join(c.reasons))
-        )
+        end = round(min(c.end, c.start + remaining), 3)
+        picked.append((Candidate(c.source, c.start, end, c.score, c.energy, ["chosen by LLM", *c.reasons]), pick.role))
         total += end - c.start
+    if target - total > 0:
+        # Same rule as the scorer: grow picks into the footage next to them until the target is met.
+        _extend([c for c, _ in picked], cands, round(target - total, 3), max_segment_for(target))
+        total = sum(c.duration for c, _ in picked)
     available = sum(c.duration for c in cands)
     if total < min(target, available) - 1.0:
         raise SelectorFailed(f"the chosen segments cover {total:.1f} s of the {target:g} s target")
-    return out
+    return [Selection(c.source, c.start, c.end, role, c.score, "; ".join(c.reasons)) for c, role in picked]
 
 
 def choose_with_llm(

@@ -199,8 +199,11 @@ def pick(cands: list[Candidate], target: float) -> list[Candidate]:
     return chosen
 
 
-def _extend(chosen: list[Candidate], cands: list[Candidate], remaining: float) -> None:
-    """Lengthen picks into the unused footage right after them until ``remaining`` is used up."""
+def _extend(chosen: list[Candidate], cands: list[Candidate], remaining: float, max_len: float = float("inf")) -> None:
+    """Lengthen picks into the unused footage next to them until ``remaining`` is used up.
+
+    No pick grows beyond ``max_len``.
+    """
     by_source: dict[int, float] = {}
     for c in cands:
         by_source[c.source] = max(by_source.get(c.source, 0.0), c.end)
@@ -211,7 +214,7 @@ def _extend(chosen: list[Candidate], cands: list[Candidate], remaining: float) -
         for other in chosen:
             if other is not c and other.source == c.source and other.start >= c.end:
                 limit = min(limit, other.start)
-        room = limit - c.end
+        room = min(limit - c.end, max_len - c.duration)
         grow = min(room, remaining)
         if grow > 0:
             c.end = round(c.end + grow, 3)
@@ -222,7 +225,7 @@ def _extend(chosen: list[Candidate], cands: list[Candidate], remaining: float) -
             for other in chosen:
                 if other is not c and other.source == c.source and other.end <= c.start:
                     floor = max(floor, other.end)
-            grow = min(c.start - floor, remaining)
+            grow = min(c.start - floor, remaining, max_len - c.duration)
             if grow > 0:
                 c.start = round(c.start - grow, 3)
                 remaining = round(remaining - grow, 3)

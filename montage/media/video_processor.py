@@ -107,7 +107,7 @@ def file_sha256(path: Path) -> str:
 def _fraction(text: str | None, default: Fraction = Fraction(0)) -> Fraction:
     if not text:
         return default
-    num, _, den = str(text).partition("/")
+    num, _, den = str(text).replace(":", "/").partition("/")  # "30000/1001" or SAR "4:3"
     try:
         n, d = int(num), int(den or 1)
     except ValueError:

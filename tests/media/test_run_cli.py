@@ -141,3 +141,89 @@ def test_probe_command(story_clip: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert data["video"][0]["fps"] == "30/1" and data["audio"][0]["sample_rate"] == 48000
     assert main(["probe", str(story_clip)]) == 0
     assert "video #0: h264 320x180" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "needle"),
+    [
+        (["--duration", "0"], 2, "--duration 0.0 is out of range"),
+        (["--duration", "nan"], 2, "out of range"),
+        (["--duration", "99999999"], 2, "out of range"),
+        (["--loudness", "3"], 2, "--loudness 3.0 is out of range"),
+        (["--crossfade", "9"], 2, "--crossfade 9.0 is out of range"),
+    ],
+)
+def test_absurd_options(
+    argv: list[str], code: int, needle: str, story_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    got, _, err = _run(capsys, str(story_clip), "-o", str(tmp_path / "o.mp4"), *argv)
+    assert got == code and needle in err and "Traceback" not in err
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_bad_inputs_via_cli(
+    make_clip: Callable[..., Path], tmp_path: Path, private_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.mov"
+    junk.write_bytes(b"\x00\x01garbage" * 1000)
+    audio_only = make_clip("voice.m4a", audio="sine=f=200:d=3")
+    for path, needle in [(empty, "is empty (0 bytes)"), (junk, "not readable media"), (audio_only, "no video stream")]:
+        out = tmp_path / "o.mp4"
+        code, _, err = _run(capsys, str(path), "-o", str(out))
+        assert code == 8, err
+        assert needle in err and str(path) in err and "Traceback" not in err
+        assert err.count("\n") == 1  # one paragraph
+        assert not out.exists()
+    assert leftover_temp_files(tmp_path, private_tmp) == []
+    assert _run(capsys, "-o", str(tmp_path / "o.mp4"))[0] == 2
+    assert _run(capsys, str(empty), "--from-plan", "p.json", "-o", str(tmp_path / "o.mp4"))[0] == 2
+    assert _run(capsys, str(empty), "-o", str(tmp_path))[0] == 2
+
+
+def test_render_failure_leaves_nothing(
+    story_clip: Path, tools: FFmpegTools, tmp_path: Path, private_tmp: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from .test_ffmpeg import fake_ffmpeg_failing_midway
+
+    fake = fake_ffmpeg_failing_midway(tmp_path, tools)
+    monkeypatch.setenv("MONTAGE_MEDIA__FFMPEG", fake.ffmpeg)
+    out_dir = tmp_path / "out"
+    code, _, err = _run(capsys, str(story_clip), "-o", str(out_dir / "m.mp4"), "--duration", "4")
+    assert code == 8 and "disk on fire" in err and "render of" in err
+    assert not (out_dir / "m.mp4").exists()
+    assert leftover_temp_files(out_dir, private_tmp) == []
+
+
+def test_llm_without_key_falls_back_and_says_so(
+    story_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MONTAGE_LLM__PROVIDER", "gemini")
+    code, data, err = _run(capsys, str(story_clip), "-o", str(tmp_path / "p.json"), "--plan-only", "--duration", "5")
+    assert code == 0, err
+    assert data["selector"]["name"] == "scorer"  # type: ignore[index]
+    assert "MONTAGE_LLM__GEMINI_API_KEY" in data["selector"]["fallback_reason"]  # type: ignore[index]
+
+
+def test_resolve_flag(
+    story_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .test_resolve import STAND_IN
+
+    module = tmp_path / "DaVinciResolveScript.py"
+    module.write_text(STAND_IN)
+    out = tmp_path / "r.mp4"
+    code, _, err = _run(capsys, str(story_clip), "-o", str(out), "--duration", "3", "--resolve")
+    assert code == 2 and "MONTAGE_MEDIA__RESOLVE_MODULE" in err
+    monkeypatch.setenv("MONTAGE_MEDIA__RESOLVE_MODULE", str(module))
+    code, data, err = _run(capsys, str(story_clip), "-o", str(out), "--duration", "3", "--resolve")
+    assert code == 0 and data["resolve_timeline"] == "r"
+
+
+def test_human_summary(story_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(story_clip), "-o", str(tmp_path / "h.mp4"), "--duration", "3", "--framing", "centre"]) == 0
+    captured = capsys.readouterr()
+    assert "montage:   " in captured.out and "loudness:  PASS" in captured.out and "timeline:" in captured.out
+    assert "montage: render 100%" in captured.err  # plain progress lines when not a terminal
