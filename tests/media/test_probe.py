@@ -92,3 +92,46 @@ def test_sha256_is_content_hash(story_clip: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy.mp4"
     copy.write_bytes(story_clip.read_bytes())
     assert file_sha256(copy) == file_sha256(story_clip) and len(file_sha256(copy)) == 64
+
+
+def test_subtitles_only_and_raw_stream(tools: FFmpegTools, media_dir: Path, probe_tools: FFmpegTools | None) -> None:
+    srt = media_dir / "only.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    subs = media_dir / "subs-only.mkv"
+    if not subs.exists():
+        run_ffmpeg_cmd(tools, ["-i", str(srt), str(subs)])
+    with pytest.raises(MediaError, match="neither a video nor an audio stream"):
+        probe(subs, probe_tools)
+    raw = media_dir / "raw.h264"
+    if not raw.exists():
+        run_ffmpeg_cmd(
+            tools, ["-f", "lavfi", "-i", "testsrc2=s=64x36:r=25:d=1", "-c:v", "libx264", "-f", "h264", str(raw)]
+        )
+    try:
+        info = probe(raw, probe_tools)
+    except MediaError as exc:  # an elementary stream may carry no duration at all
+        assert "no usable duration" in str(exc)
+    else:
+        assert info.duration > 0 and info.video[0].width == 64
+
+
+def test_probe_timeout(story_clip: Path, tools: FFmpegTools, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from montage.media import video_processor as vp
+
+    def slow(*args: object, **kwargs: object) -> None:
+        raise subprocess.TimeoutExpired(cmd="ffprobe", timeout=vp.PROBE_TIMEOUT_S)
+
+    monkeypatch.setattr(vp.subprocess, "run", slow)
+    with pytest.raises(MediaError, match="took longer than"):
+        probe(story_clip, tools)
+
+
+def test_parsing_helpers() -> None:
+    from montage.media import video_processor as vp
+
+    assert vp._fraction("30000/1001") == Fraction(30000, 1001) and vp._fraction("4:3") == Fraction(4, 3)
+    assert vp._fraction("x/y") == 0 and vp._fraction("1/0") == 0 and vp._fraction(None, Fraction(1)) == 1
+    assert vp._rotation(None) == 0 and vp._rotation(-90) == 270 and vp._rotation(90.4) == 90
+    assert vp._duration("N/A", [None, "2.5"]) == 2.5 and vp._duration(None, ["nan"]) == 0.0
