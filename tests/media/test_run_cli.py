@@ -227,3 +227,24 @@ def test_human_summary(story_clip: Path, tmp_path: Path, capsys: pytest.CaptureF
     captured = capsys.readouterr()
     assert "montage:   " in captured.out and "loudness:  PASS" in captured.out and "timeline:" in captured.out
     assert "montage: render 100%" in captured.err  # plain progress lines when not a terminal
+
+
+def test_works_without_system_ffmpeg(tmp_path: Path) -> None:
+    """A fresh machine: no ffmpeg/ffprobe on PATH, nothing configured -> imageio-ffmpeg's binary + PyAV probing."""
+    import os
+    import subprocess
+    import sys
+
+    asset = Path(__file__).resolve().parents[1] / "assets" / "minimal.mp4"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONTAGE_")}
+    env["PATH"] = str(tmp_path / "empty-bin")
+    env["MONTAGE_MEDIA__CACHE_DIR"] = str(tmp_path / "cache")
+    out = tmp_path / "fresh.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "montage", "run", "--json", str(asset), "-o", str(out), "--duration", "2"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["tools"]["ffmpeg_source"] == "imageio-ffmpeg" and summary["tools"]["ffprobe"] is None
+    assert summary["loudness"]["verdict"] == "PASS" and out.is_file()
