@@ -273,3 +273,17 @@ async def purgeable(session: AsyncSession, cutoff: datetime) -> list[Job]:
 async def mark_purged(session: AsyncSession, job_ids: list[str]) -> None:
     if job_ids:
         await session.execute(update(Job).where(Job.id.in_(job_ids)).values(purged_at=utcnow()))
+
+
+async def record_event(db: Database, job_id: str, kind: str, **detail: Any) -> None:
+    async with db.begin() as session:
+        session.add(_event(job_id, kind, **detail))
+
+
+async def spawned_groups(db: Database, job_id: str) -> list[dict[str, Any]]:
+    """The ``spawned`` events of earlier attempts: which host ran which process group."""
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(JobEvent.detail).where(JobEvent.job_id == job_id, JobEvent.kind == "spawned")
+        )
+        return [dict(d) for d in rows if d]

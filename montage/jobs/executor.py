@@ -68,11 +68,14 @@ class MontageRunExecutor:
             summary = json.loads(stdout)
         except json.JSONDecodeError as exc:
             raise MediaError(f"`montage run --json` printed no JSON summary ({exc.msg})") from None
-        plan: Any = summary.get("plan") if isinstance(summary, dict) else None
-        plan_file = summary.get("plan_path") if isinstance(summary, dict) else None
-        if plan is None and isinstance(plan_file, str) and Path(plan_file).is_file():
-            plan = json.loads(Path(plan_file).read_text(encoding="utf-8"))
-        _write_json(spec.plan_path, plan if isinstance(plan, dict) else {"summary": summary})
+        plan_ref = summary.get("plan") if isinstance(summary, dict) else None
+        if isinstance(plan_ref, str) and Path(plan_ref).is_file():  # the edit plan written next to the output
+            plan = json.loads(Path(plan_ref).read_text(encoding="utf-8"))
+        elif isinstance(plan_ref, dict):
+            plan = plan_ref
+        else:
+            raise MediaError(f"`montage run --json` named no readable edit plan (plan={plan_ref!r})")
+        _write_json(spec.plan_path, plan)
 
 
 class FfmpegTrimExecutor:

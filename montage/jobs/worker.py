@@ -74,6 +74,24 @@ def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork a
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def process_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids whose process group is ``pgid`` (Linux /proc)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry)) == pgid:
+                    members.append(int(entry))
+    return members
+
+
 def kill_group(proc: asyncio.subprocess.Process) -> None:
     """SIGKILL the child's whole process group (the renderer and anything it started)."""
     if proc.returncode is None:
@@ -165,6 +183,8 @@ class Worker:
     async def execute(self, lease: jobs.Lease) -> str:
         """Run one claimed job; returns what happened (succeeded, failed, lost, released)."""
         spec = self._spec(lease)
+        if lease.attempt > 1:
+            await self._kill_orphans(lease)
         argv = self.executor.argv(spec)
         log.info("job %s attempt %d: %s", lease.job_id, lease.attempt, " ".join(argv))
         started = time.monotonic()
@@ -176,6 +196,8 @@ class Worker:
             start_new_session=True,  # its own process group: one killpg stops everything it started
             preexec_fn=_pdeathsig,
         )
+        await jobs.record_event(self.db, lease.job_id, "spawned", host=socket.gethostname(), pgid=proc.pid,
+                                attempt=lease.attempt)  # fmt: skip
         talk = asyncio.ensure_future(proc.communicate())
         drain_deadline: float | None = None
         try:
@@ -208,8 +230,27 @@ class Worker:
                     await asyncio.wait_for(talk, timeout=10)
             if proc.returncode is None:
                 await proc.wait()
-            spec.output_tmp.unlink(missing_ok=True)
-            spec.plan_path.unlink(missing_ok=True)
+            for leftover in spec.output_tmp.parent.glob(f"{spec.output_tmp.stem}.*"):
+                leftover.unlink(missing_ok=True)
+
+    async def _kill_orphans(self, lease: jobs.Lease) -> None:
+        """Kill renderers of earlier attempts of this job left behind on this host by a worker that died.
+
+        PR_SET_PDEATHSIG only reaches the direct child; its own children (ffmpeg) would render on
+        for nobody.  A process group is killed only if its leader's command line names this job, so
+        a recycled pid is never hit.
+        """
+        host = socket.gethostname()
+        for spawned in await jobs.spawned_groups(self.db, lease.job_id):
+            pgid = spawned.get("pgid")
+            if spawned.get("host") != host or not isinstance(pgid, int):
+                continue
+            for pid in _group_members(pgid):
+                if lease.job_id in process_cmdline(pid):
+                    log.warning("job %s: killing process group %d left by an earlier attempt", lease.job_id, pgid)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pgid, signal.SIGKILL)
+                    break
 
     async def _record(self, lease: jobs.Lease, spec: JobSpec, rc: int | None, out: bytes, err: bytes) -> str:
         tail = err.decode("utf-8", "replace")[-STDERR_TAIL:].strip()
@@ -227,6 +268,9 @@ class Worker:
             return "lost"
         os.replace(spec.output_tmp, final)
         os.replace(spec.plan_path, plan)
+        prefix = spec.output_tmp.stem
+        for sidecar in final.parent.glob(f"{prefix}.*"):  # timelines (EDL, OTIO) written next to the output
+            os.replace(sidecar, final.with_name("montage" + sidecar.name[len(prefix) :]))
         for stale in final.parent.glob(".attempt-*"):  # partial output of attempts whose worker died
             stale.unlink(missing_ok=True)
         if not await jobs.finish(self.db, lease, succeeded=True, result_path=str(final), plan_path=str(plan)):

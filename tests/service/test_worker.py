@@ -12,7 +12,7 @@ import pytest
 from montage.db import jobs
 from montage.db.database import Database, make_engine
 from montage.jobs.executor import FfmpegTrimExecutor, MontageRunExecutor
-from montage.jobs.worker import Worker, WorkerConfig
+from montage.jobs.worker import Worker, WorkerConfig, process_cmdline
 
 pytestmark = pytest.mark.anyio
 
@@ -91,20 +91,17 @@ async def test_cancel_makes_the_worker_kill_its_child(db: Database, clip: Path, 
     task = asyncio.ensure_future(worker.execute(lease))
     await asyncio.sleep(1.0)
     pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    children = [p for p in pids if _cmdline(p).startswith(shutil.which("ffmpeg") or "ffmpeg") and job_id in _cmdline(p)]
+    children = [
+        p
+        for p in pids
+        if process_cmdline(p).startswith(shutil.which("ffmpeg") or "ffmpeg") and job_id in process_cmdline(p)
+    ]
     assert children, "the renderer should be running"
     async with db.begin() as session:
         await jobs.cancel(session, job_id)
     assert await asyncio.wait_for(task, 10) == "lost"
-    assert not [p for p in children if Path(f"/proc/{p}").exists() and _cmdline(p)], "child survived"
+    assert not [p for p in children if Path(f"/proc/{p}").exists() and process_cmdline(p)], "child survived"
     assert (await _job(db, job_id)).state == "cancelled"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 async def test_retention_removes_old_files(db: Database, clip: Path, tmp_path: Path) -> None:
