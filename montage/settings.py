@@ -70,7 +70,7 @@ class ServiceSettings(_Section):
     """HTTP service and embedded workers."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="0 picks a free port")
     workers: int = Field(1, ge=0, le=32, description="embedded worker processes")
     media_root: Path = Field(Path("var/media"), description="JSON job submissions must name files inside it")
     upload_max_mb: int = Field(2048, ge=1)

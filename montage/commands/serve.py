@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-file", type=Path, default=None, help="also write the log to this file")
     parser.add_argument("--workers", type=int, default=None, help="embedded worker processes (default: settings)")
     parser.add_argument("--no-migrate", action="store_true", help="do not upgrade the database at start-up")
+    parser.add_argument("--smoke", action="store_true",
+                        help="start, probe /v1/public/ready over HTTP, drain and exit (0 when ready)")  # fmt: skip
     parser.add_argument("--write-openapi", type=Path, default=None, metavar="FILE",
                         help="write the OpenAPI document to FILE and exit")  # fmt: skip
 
@@ -58,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
         with translate_db_errors("montage serve (migrating the database)"):
             migrate.upgrade(settings.db.url.get_secret_value())
         log.info("database at revision %s", migrate.head_revision())
-    return serve_forever(loaded)
+    return serve_forever(loaded, smoke=args.smoke)

@@ -65,7 +65,29 @@ class WorkerPool:
             log.info("worker embedded-%d exited with %s", index, proc.returncode)
 
 
-def serve_forever(loaded: LoadedSettings) -> int:
+async def _smoke_probe(server: Any, host: str) -> int:
+    """Wait for start-up, ask /v1/public/ready over HTTP, then stop the server; returns the status."""
+    import httpx
+
+    while not server.started:
+        if server.should_exit:
+            return 0
+        await asyncio.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            resp = await client.get(f"http://{host}:{port}/v1/public/ready")
+        log.info("smoke: GET /v1/public/ready -> %d %s", resp.status_code, resp.text)
+        return resp.status_code
+    except httpx.HTTPError as exc:
+        log.error("smoke: /v1/public/ready failed: %s", exc)
+        return 0
+    finally:
+        server.should_exit = True
+
+
+def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT; with ``smoke``, stop after one readiness probe (exit 0 if ready)."""
     import uvicorn
 
     from montage.service.app import create_app
@@ -93,11 +115,16 @@ def serve_forever(loaded: LoadedSettings) -> int:
 
     previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGTERM, signal.SIGINT)}
 
+    smoke_status: list[int] = []
+
     async def main() -> None:
         pool.start()
         watcher = asyncio.create_task(pool.watch())
+        probe = asyncio.create_task(_smoke_probe(server, svc.host)) if smoke else None
         try:
             await server.serve()
+            if probe is not None:
+                smoke_status.append(await probe)
         finally:
             pool.stopping = True
             watcher.cancel()
@@ -115,4 +142,7 @@ def serve_forever(loaded: LoadedSettings) -> int:
         log.error("the API did not start (see above); is %s:%d free?", svc.host, svc.port)
         return ExitCode.FAIL
     log.info("stopped cleanly%s", f" after signal {received[0]}" if received else "")
+    if smoke and smoke_status != [200]:
+        log.error("smoke: the service was not ready (status %s)", smoke_status or "none")
+        return ExitCode.FAIL
     return ExitCode.OK
