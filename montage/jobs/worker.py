@@ -123,6 +123,8 @@ class Worker:
             try:
                 await self.maintenance()
                 if await self._paused():
+                    if once:
+                        break
                     await self._idle()
                     continue
                 lease = await jobs.claim_next(self.db, self.config.worker_id, self.config.lease_s)

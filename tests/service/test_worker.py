@@ -122,3 +122,18 @@ def test_montage_run_executor_argv() -> None:
     argv = MontageRunExecutor().argv(spec)
     assert argv[1:] == ["-m", "montage", "run", "/in.mp4", "-o", "/out/.a.mp4", "--duration", "20", "--aspect",
                         "9:16", "--json"]  # fmt: skip
+
+
+async def test_workers_paused_flag_applies_from_the_next_claim(db: Database, clip: Path, tmp_path: Path) -> None:
+    from montage.db import flagstore
+
+    job_id = await _submit(db, clip)
+    async with db.begin() as session:
+        await flagstore.put_flag(session, "WORKERS_PAUSED", True)
+    worker = Worker(db, FfmpegTrimExecutor(threads=1), _config(tmp_path))
+    assert await worker.run(once=True) == 0
+    assert (await _job(db, job_id)).state == "queued"
+    async with db.begin() as session:
+        await flagstore.put_flag(session, "WORKERS_PAUSED", False)
+    assert await worker.run(once=True) == 1
+    assert (await _job(db, job_id)).state == "succeeded"
