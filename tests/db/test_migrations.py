@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from pytest_alembic.tests import (
     test_model_definitions_match_ddl,
     test_single_head_revision,
@@ -27,6 +28,7 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_montage_db_cli_round_trip(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
 
