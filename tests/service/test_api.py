@@ -137,3 +137,37 @@ def test_database_down_is_503_not_a_hang(tmp_path: Path) -> None:
         assert ready.status_code == 503 and ready.json()["database"] == "down"
         admin = httpx.get(f"{base}/v1/admin/flags", headers={"X-API-Key": "mtg_a_b"}, timeout=30)
         _error(admin, 503)
+
+
+def test_result_and_plan_download_then_410_after_retention(live: Live, clip: Path) -> None:
+    import asyncio
+
+    from montage.db.database import Database, make_engine
+    from montage.jobs.executor import FfmpegTrimExecutor
+    from montage.jobs.worker import Worker, WorkerConfig
+
+    with clip.open("rb") as fh:
+        job = live.client.post("/v1/public/jobs", files={"file": ("c.mp4", fh)}, data={"duration": "2"}).json()
+    config = WorkerConfig(worker_id="t", data_dir=live.tmp_path / "data", lease_s=5, heartbeat_s=0.5, poll_s=0.1,
+                          job_timeout_s=60, drain_grace_s=5, max_attempts=3, retention_s=3600)  # fmt: skip
+
+    async def work(retention_s: float | None = None) -> None:
+        db = Database(make_engine(live.db_url))
+        try:
+            worker = Worker(db, FfmpegTrimExecutor(threads=1), config)
+            if retention_s is None:
+                await worker.run(once=True)
+            else:
+                expired = WorkerConfig(**{**config.__dict__, "retention_s": retention_s})
+                await Worker(db, worker.executor, expired).maintenance(force=True)
+        finally:
+            await db.dispose()
+
+    asyncio.run(work())
+    result = live.client.get(job["links"]["result"])
+    assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
+    assert result.content[4:8] == b"ftyp" and len(result.content) > 1000
+    assert live.client.get(job["links"]["plan"]).json()["segments"] == [{"start": 0.0, "end": 2.0}]
+    asyncio.run(work(retention_s=0.0))
+    _error(live.client.get(job["links"]["result"]), 410, "gone")
+    _error(live.client.get(job["links"]["plan"]), 410, "gone")
