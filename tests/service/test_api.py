@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,19 @@ def test_multipart_upload_and_size_limit(live: Live) -> None:
         "/v1/public/jobs", files={"file": ("big.mp4", b"x" * (2 * 1024 * 1024), "video/mp4")}, data={"duration": "15"}
     )
     _error(big, 413, "payload_too_large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit must hold while the body streams in
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="duration"\r\n\r\n15\r\n'
+        yield boundary + b'Content-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n'
+        for _ in range(40):
+            yield b"x" * 64 * 1024
+        yield b"\r\n--xyz--\r\n"
+
+    chunked = live.client.post(
+        "/v1/public/jobs", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"}
+    )
+    assert "request body exceeds" in _error(chunked, 413, "payload_too_large")["message"]  # stopped mid-stream
     _error(live.client.post("/v1/public/jobs", data={"duration": "15"}, files={"other": ("a", b"1")}), 422)
     _error(live.client.post("/v1/public/jobs", content=b"x", headers={"content-type": "text/plain"}), 415)
 
