@@ -227,3 +227,28 @@ def test_coverage_judges_a_given_report(repo: Repo) -> None:
     assert j.verdict is Verdict.FAIL and j.value["ratchet_target"] == 71.0
     j, _ = measure(repo, "coverage", {"global_min": 10, "report": "absent.json"}, check_id="n")
     assert j.verdict is Verdict.ERROR and "no coverage data" in j.reason
+
+
+@pytest.mark.slow
+def test_coverage_reads_cobertura_xml_like_json(repo: Repo) -> None:
+    import subprocess
+    import sys
+
+    _coverage_project(repo)
+    env_free = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("COV_CORE_", "COVERAGE_"))}
+    for argv in (
+        ["-m", "coverage", "run", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        ["-m", "coverage", "combine", "--quiet"],
+        ["-m", "coverage", "xml", "-o", "cov.xml"],
+        ["-m", "coverage", "json", "-o", "cov.json"],
+    ):
+        subprocess.run(
+            [sys.executable, *argv], cwd=repo.root, env=env_free, timeout=300, check=True, capture_output=True
+        )
+    params = {"modules": {"pkg.full": 100, "pkg.half": 90}, "global_min": 10}
+    from_json, _ = measure(repo, "coverage", dict(params, report="cov.json"), check_id="json")
+    from_xml, ev = measure(repo, "coverage", dict(params, report="cov.xml"), check_id="xml")
+    assert (ev / "coverage.xml").is_file()
+    assert from_xml.value["modules"] == from_json.value["modules"]
+    assert from_xml.verdict is from_json.verdict is Verdict.FAIL
+    assert abs(from_xml.value["global"] - from_json.value["global"]) < 0.01
