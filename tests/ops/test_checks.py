@@ -130,6 +130,7 @@ def _test_project(repo: Repo, body: str) -> None:
     repo.write("t/test_x.py", textwrap.dedent(body))
 
 
+@pytest.mark.slow
 def test_pytest_pass_totals_from_junit(repo: Repo) -> None:
     _test_project(repo, "def test_a():\n    assert 1\n\ndef test_b():\n    assert 2\n")
     j, ev = measure(repo, "pytest", {"args": ["-q", "t"], "min_tests": 2})
@@ -138,6 +139,7 @@ def test_pytest_pass_totals_from_junit(repo: Repo) -> None:
     assert (ev / "pytest_summary.txt").read_text().startswith("tests=2 passed=2 failed=0")
 
 
+@pytest.mark.slow
 def test_pytest_failure_and_zero_tests(repo: Repo) -> None:
     _test_project(repo, "def test_a():\n    assert 1\n\ndef test_bad():\n    assert 0\n")
     j, ev = measure(repo, "pytest", {"args": ["-q", "t"]})
