@@ -203,14 +203,15 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
                 value["ratchet_target"] = target
                 if value["global"] < target:
                     fails.append(f"global {value['global']:g}% < baseline {baseline:g} + {params.ratchet.plus_pp:g}")
+    measured = [f"{m} {p:g}%" for m, p in value["modules"].items() if p is not None]
+    if value["global"] is not None:
+        measured.append(f"global {value['global']:g}%")
     if fails:
         return Judgement(
             verdict=Verdict.FAIL, value=value, expected=expected, reason="; ".join(fails + unknown), evidence=evidence
         )
     if unknown:
-        return Judgement(
-            verdict=Verdict.INCONCLUSIVE, value=value, expected=expected, reason="; ".join(unknown), evidence=evidence
-        )
-    shown = ", ".join(f"{m} {p:g}%" for m, p in value["modules"].items())
-    reason = (shown + "; " if shown else "") + f"global {value['global']:g}%"
+        reason = "; ".join(unknown) + (f" (measured: {', '.join(measured)})" if measured else "")
+        return Judgement(verdict=Verdict.INCONCLUSIVE, value=value, expected=expected, reason=reason, evidence=evidence)
+    reason = ", ".join(measured)
     return Judgement(verdict=Verdict.PASS, value=value, expected=expected, reason=reason, evidence=evidence)
