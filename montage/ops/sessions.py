@@ -45,6 +45,7 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
     ],
     "scan": [[PY, "-m", "montage.ops", "scan"]],
     "tests": [[PY, "-m", "pytest"]],
+    "migrations": [[PY, "-m", "montage", "db", "check", "--backend", "sqlite", "--backend", "postgresql"]],
 }
 
 # invoke NAME (dotted names become namespaces: "perf.guard").  The phase.* tasks are built in
