@@ -1,0 +1,1 @@
+"""The phase-gate toolkit: phases, gates, proof bundles, perf guard and canary."""
