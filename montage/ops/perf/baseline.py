@@ -52,12 +52,13 @@ def capture(
     workdir: Path,
     runs: int = DEFAULT_RUNS,
     progress: Callable[[str], None] = print,
+    runner: Runner | None = None,
 ) -> dict[str, Any]:
     """Measure ``repo``'s working tree (one warm-up, then ``runs`` runs) and build the baseline document."""
     if runs < 3:
         raise ValidationFailure(f"--runs is {runs}; a baseline needs at least 3 measured runs.")
     started = time.monotonic()
-    runner = Runner.prepare(workdir)
+    runner = runner or Runner.prepare(workdir)
     side = make_side("baseline", repo)
     progress(f"perf baseline: warm-up run of {side.tree} ({side.workload.kind})")
     warm = runner.run(side, warmup=True)

@@ -189,6 +189,7 @@ def run_guard(
     thresholds: Thresholds | None = None,
     config: GuardConfig | None = None,
     say: Callable[[str], None] = print,
+    runner: Runner | None = None,
 ) -> GuardResult:
     """Measure ``repo``'s working tree against the baseline (see the module docstring)."""
     thresholds = thresholds or Thresholds()
@@ -196,7 +197,7 @@ def run_guard(
     started = time.monotonic()
     deadline = started + config.budget_s
     data, base_samples = baseline_mod.load(baseline_path)
-    runner = Runner.prepare(workdir)
+    runner = runner or Runner.prepare(workdir)
     candidate = make_side("candidate", repo)
     fp = runner.fingerprint(candidate)
     diff = differences(fp, data["fingerprint"])
