@@ -100,6 +100,7 @@ def judge(
     """Decide from raw samples (pure and seeded: re-judging stored samples gives the same verdict)."""
     common: dict[str, Any] = {
         "paired": paired,
+        "min_samples": config.min_pairs if paired else 3,
         "confidence": config.confidence,
         "resamples": config.resamples,
         "seed": config.seed,
@@ -170,8 +171,7 @@ def _ab(
             f"perf guard: A/B pair {i + 1}: candidate {c[-1].cpu_fps:.1f} fps, "
             f"baseline {b[-1].cpu_fps:.1f} fps (CPU time)"
         )
-        if i + 1 < config.min_pairs:
-            continue
+        # Fewer than min_pairs pairs is INCONCLUSIVE inside judge(), so a re-judge agrees.
         verdict, decisions = judge(c, b, paired=True, thresholds=thresholds, config=config)
         if verdict is not Verdict.INCONCLUSIVE:
             return verdict, decisions, samples, f"decided after {i + 1} interleaved pairs"
