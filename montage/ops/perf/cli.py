@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -33,8 +34,18 @@ def _parser() -> argparse.ArgumentParser:
     guard.add_argument("--baseline-file", type=Path, default=Path("perf_baseline.json"))
     guard.add_argument("--report-dir", type=Path, default=Path("var/perf/report"))
     guard.add_argument("--history", type=Path, default=Path("var/perf/history.jsonl"), help="append-only JSON lines")
-    guard.add_argument("--phases-dir", type=Path, default=Path("phases"), help="thresholds: phase 7's perf_guard gate")
-    guard.add_argument("--flags-file", type=Path, default=Path("var/flags.json"), help="PERF_GUARD_ENABLED switch")
+    guard.add_argument(
+        "--phases-dir",
+        type=Path,
+        default=Path(os.environ.get("MONTAGE_OPS__PHASES_DIR", "phases")),
+        help="thresholds: phase 7's perf_guard gate (default: $MONTAGE_OPS__PHASES_DIR or phases)",
+    )
+    guard.add_argument(
+        "--flags-file",
+        type=Path,
+        default=Path(os.environ.get("MONTAGE_OPS__FLAGS_FILE", "var/flags.json")),
+        help="where PERF_GUARD_ENABLED is read (default: $MONTAGE_OPS__FLAGS_FILE or var/flags.json)",
+    )
     guard.add_argument("--max-fps-drop", type=float, help="override the phase file (fraction, e.g. 0.10)")
     guard.add_argument("--max-rss-growth", type=float, help="override the phase file (fraction, e.g. 0.15)")
     guard.add_argument("--budget", type=float, default=90.0, help="seconds before an undecided run stops")
