@@ -22,6 +22,8 @@ from montage.errors import ExitCode, MontageError, exit_code_for
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("montage.commands.config", "show the effective configuration and where each value came from"),
     "flags": ("montage.commands.flags", "read or set the app's flags (USE_SETTINGS_V2, ...)"),
+    "probe": ("montage.commands.probe", "show what Montage sees in a media file"),
+    "run": ("montage.commands.run", "make a highlight montage from long footage"),
 }
 
 PROG = "montage"

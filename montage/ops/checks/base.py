@@ -1,0 +1,156 @@
+"""The check-kind contract: verdicts, judgements, the run context and the kind protocol."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Verdict(enum.StrEnum):
+    """The verdict of one check.  Never PASS by default: missing data is INCONCLUSIVE."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    ERROR = "ERROR"
+
+
+class KindParams(BaseModel):
+    """Base of every kind's ``with:`` model: strict, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Judgement(BaseModel):
+    """What a kind measured and decided.  ``evidence`` is relative to the evidence directory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    verdict: Verdict
+    value: Any = None
+    expected: str
+    reason: str
+    evidence: list[str] = Field(default_factory=list)
+
+
+class CheckResult(BaseModel):
+    """One gate entry's judgement as stored in a bundle manifest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    kind: str
+    critical: bool
+    verdict: Verdict
+    value: Any = None
+    expected: str
+    reason: str
+    evidence_dir: str  # relative to the bundle root
+    evidence: list[str] = Field(default_factory=list)
+    duration_s: float = 0.0
+    measured: bool = True  # False: the kind raised (tool missing, crash); there is nothing to re-judge
+
+    @classmethod
+    def from_judgement(
+        cls,
+        check_id: str,
+        kind: str,
+        critical: bool,
+        judgement: Judgement,
+        evidence_dir: str,
+        duration_s: float,
+        measured: bool = True,
+    ) -> CheckResult:
+        return cls(
+            id=check_id,
+            kind=kind,
+            critical=critical,
+            evidence_dir=evidence_dir,
+            duration_s=round(duration_s, 3),
+            measured=measured,
+            **judgement.model_dump(),
+        )
+
+    def judgement(self) -> Judgement:
+        """The judgement part (what ``rejudge`` must reproduce)."""
+        return Judgement(
+            verdict=self.verdict, value=self.value, expected=self.expected, reason=self.reason, evidence=self.evidence
+        )
+
+
+@dataclass
+class CheckContext:
+    """Everything a kind may use while measuring."""
+
+    repo_root: Path
+    bundle_dir: Path  # root of the bundle being built (a temporary directory until it is complete)
+    evidence_dir: Path  # this check's own directory inside the bundle; created before ``run``
+    phase_id: int
+    check_id: str
+    timeout_s: float = 1800.0
+    env: Mapping[str, str] | None = None
+    shared: dict[str, Any] = field(default_factory=dict)  # per-gate cache shared by kinds (e.g. AST parses)
+
+    def write_text(self, name: str, text: str) -> str:
+        """Write an evidence file and return its name (relative to the evidence directory)."""
+        path = self.evidence_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return name
+
+    def write_json(self, name: str, data: Any) -> str:
+        """Write JSON evidence deterministically (sorted keys) and return its name."""
+        return self.write_text(name, canonical_json(data, indent=2) + "\n")
+
+
+class CheckKind(Protocol):
+    """What a kind module provides (see :mod:`montage.ops.checks`)."""
+
+    Params: type[KindParams]
+
+    def run(self, params: Any, ctx: CheckContext) -> Judgement: ...
+
+    def rejudge(self, params: Any, evidence_dir: Path) -> Judgement: ...
+
+
+def canonical_json(data: Any, indent: int | None = None) -> str:
+    """JSON with sorted keys: equal data, equal bytes."""
+    return json.dumps(data, sort_keys=True, indent=indent, ensure_ascii=False, default=str)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_json(path: Path) -> Any:
+    """Load stored JSON evidence; a missing or broken file raises ``EvidenceError``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EvidenceError(f"evidence file {path.name} is missing") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvidenceError(f"evidence file {path.name} is not valid JSON ({exc})") from None
+
+
+class EvidenceError(Exception):
+    """Stored evidence is missing or unreadable; kinds turn it into an ERROR judgement."""
+
+
+def present(evidence_dir: Path, names: list[str]) -> list[str]:
+    """The evidence files among ``names`` that exist (a judgement lists only what is there)."""
+    return [n for n in names if (evidence_dir / n).is_file()]
+
+
+def error_judgement(expected: str, reason: str, evidence: list[str] | None = None) -> Judgement:
+    return Judgement(verdict=Verdict.ERROR, value=None, expected=expected, reason=reason, evidence=evidence or [])

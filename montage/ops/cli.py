@@ -1,0 +1,316 @@
+"""``python -m montage.ops``: list, status, run, gate, verify, rollback, schema, scan.
+
+Owns the exit codes of :mod:`montage.errors`: 0 PASS, 1 FAIL, 2 invalid input, 3 INCONCLUSIVE,
+4 PARTIAL, 5 TAMPERED, 6 refused, 7 tool missing, 130 interrupted.  Every command takes ``--json``.
+Errors are one paragraph, without a traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from montage.errors import ExitCode, MontageError, UsageError, exit_code_for
+
+PROG = "python -m montage.ops"
+
+
+def _phase_number(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"phase {raw!r} is not a phase number; expected an integer such as 3.") from None
+    if value < 0:
+        raise UsageError(f"phase {raw!r} is negative; expected 0 or more.")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    common.add_argument("--repo-root", type=Path, default=None, help="repository root (default: found from cwd)")
+    common.add_argument("--phases-dir", type=Path, default=None, help="default: <root>/phases")
+    common.add_argument("--proofs-dir", type=Path, default=None, help="default: <root>/proofs")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser = argparse.ArgumentParser(prog=PROG, description="Montage phase gates.", parents=[common])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser("list", parents=[common], help="list the phases")
+    sub.add_parser("status", parents=[common], help="state of every phase (TAMPERED > STALE > OVERRIDDEN > verdict)")
+    run = sub.add_parser("run", parents=[common], help="run a phase's steps, judge its gate, write its bundle")
+    run.add_argument("phase")
+    run.add_argument("--force", action="store_true", help="run although dependencies lack a PASS (recorded)")
+    run.add_argument("--dry-run", action="store_true", help="print what would run")
+    gate = sub.add_parser("gate", parents=[common], help="judge a phase's gate only (no steps, no dependency check)")
+    gate.add_argument("phase")
+    gate.add_argument("--dry-run", action="store_true", help="print the checks that would run")
+    verify = sub.add_parser("verify", parents=[common], help="re-hash and re-judge a bundle ('all' for every phase)")
+    verify.add_argument("phase", help="a phase number or 'all'")
+    verify.add_argument("--bundle", type=Path, default=None, help="verify this bundle directory instead of latest/")
+    rollback = sub.add_parser("rollback", parents=[common], help="print a phase's rollback plan; --yes executes it")
+    rollback.add_argument("phase")
+    rollback.add_argument("--yes", action="store_true", help="execute the plan")
+    schema = sub.add_parser("schema", parents=[common], help="write phases/schema.json for editors")
+    schema.add_argument("--output", type=Path, default=None, help="default: <phases-dir>/schema.json")
+    scan = sub.add_parser("scan", parents=[common], help="AST scans: import hacks and stubs (one parse per file)")
+    scan.add_argument("--kind", choices=["all", "import_hacks", "stub_scan"], default="all")
+    scan.add_argument("--allowlist", default=None, help="stub allow-list (default: phases/stub_allowlist.txt)")
+    return parser
+
+
+class Ctx:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from montage.ops.sessions import repo_root
+
+        self.args = args
+        self.root = (args.repo_root or repo_root()).resolve()
+        env_phases = os.environ.get("MONTAGE_OPS__PHASES_DIR")
+        env_proofs = os.environ.get("MONTAGE_OPS__BUNDLES_DIR")
+        self.phases_dir = args.phases_dir or self.root / (env_phases or "phases")
+        self.proofs_dir = args.proofs_dir or self.root / (env_proofs or "proofs")
+        self.json = bool(args.json)
+
+    def out(self, line: str) -> None:
+        """Human output: stdout, or stderr when stdout carries JSON."""
+        print(line, file=sys.stderr if self.json else sys.stdout, flush=True)
+
+    def emit(self, data: Any) -> None:
+        if self.json:
+            print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def cmd_list(ctx: Ctx) -> int:
+    from montage.ops.loader import load_roadmap
+
+    roadmap = load_roadmap(ctx.phases_dir)
+    rows: list[dict[str, Any]] = [
+        {
+            "id": lp.phase.id,
+            "slug": lp.phase.slug,
+            "title": lp.phase.title,
+            "depends_on": lp.phase.deps,
+            "steps": len(lp.phase.steps),
+            "checks": len(lp.phase.gate),
+            "file": lp.path.name,
+        }
+        for lp in roadmap.ordered()
+    ]
+    for r in rows:
+        deps = ",".join(str(d) for d in r["depends_on"]) or "-"
+        ctx.out(f"{r['id']:>2}  {r['slug']:<28} deps {deps:<6} {r['title']}")
+    ctx.emit(rows)
+    return ExitCode.OK
+
+
+def cmd_status(ctx: Ctx) -> int:
+    from montage.ops.bundle import ProofsLayout
+    from montage.ops.loader import load_roadmap
+    from montage.ops.status import roadmap_status
+
+    statuses = roadmap_status(load_roadmap(ctx.phases_dir), ProofsLayout(ctx.proofs_dir), ctx.root)
+    for st in statuses:
+        when = st.date or "-"
+        commit = (st.commit or "-")[:10] + ("+dirty" if st.dirty else "")
+        forced = " (forced)" if st.forced and st.state != "OVERRIDDEN" else ""
+        ctx.out(f"{st.id:>2}  {st.slug:<28} {st.state + forced:<12} {when:<21} {commit:<16} {st.bundle or '-'}")
+        for reason in st.reasons[:6]:
+            ctx.out(f"      - {reason}")
+    ctx.emit([st.as_dict() for st in statuses])
+    return ExitCode.OK
+
+
+def _run_or_gate(ctx: Ctx, mode: str) -> int:
+    from montage.ops.runner import RunOptions, execute
+
+    args = ctx.args
+    opts = RunOptions(
+        repo_root=ctx.root,
+        phases_dir=ctx.phases_dir,
+        proofs_dir=ctx.proofs_dir,
+        phase_id=_phase_number(args.phase),
+        mode=mode,
+        force=bool(getattr(args, "force", False)),
+        dry_run=bool(args.dry_run),
+    )
+    code, state = execute(opts, ctx.out)
+    ctx.emit(
+        {
+            "phase": opts.phase_id,
+            "mode": mode,
+            "exit_code": code,
+            "verdict": state.verdict or None,
+            "reasons": state.reasons,
+            "forced": bool(state.forced_reasons),
+            "forced_reasons": state.forced_reasons,
+            "steps": state.steps,
+            "checks": [c.model_dump(mode="json") for c in state.checks],
+            "artifacts": state.artifacts,
+            "bundle": str(state.bundle) if state.bundle else None,
+        }
+    )
+    return code
+
+
+def cmd_verify(ctx: Ctx) -> int:
+    from montage.ops.bundle import ProofsLayout
+    from montage.ops.loader import load_roadmap
+    from montage.ops.status import verify_bundle
+
+    layout = ProofsLayout(ctx.proofs_dir)
+    targets: list[tuple[str, Path]] = []
+    if ctx.args.bundle is not None:
+        targets.append((str(ctx.args.bundle), ctx.args.bundle))
+    elif ctx.args.phase == "all":
+        roadmap = load_roadmap(ctx.phases_dir)
+        targets = [(f"phase {i}", layout.latest(i)) for i in sorted(roadmap.phases)]
+    else:
+        pid = _phase_number(ctx.args.phase)
+        load_roadmap(ctx.phases_dir).get(pid)
+        targets.append((f"phase {pid}", layout.latest(pid)))
+    results = []
+    code = ExitCode.OK
+    for label, path in targets:
+        if not path.exists():
+            results.append({"target": label, "bundle": str(path), "state": "NOT RUN", "problems": []})
+            ctx.out(f"{label}: NOT RUN (no bundle at {path})")
+            if len(targets) == 1:
+                code = ExitCode.INCONCLUSIVE
+            continue
+        problems = verify_bundle(path)
+        state = "TAMPERED" if problems else "VERIFIED"
+        results.append({"target": label, "bundle": str(path), "state": state, "problems": problems})
+        if problems:
+            code = ExitCode.TAMPERED
+            ctx.out(f"{label}: TAMPERED ({path})")
+            for p in problems:
+                ctx.out(f"  - {p}")
+        else:
+            ctx.out(f"{label}: VERIFIED ({path}): every file matches its sha256 and every check re-judges the same")
+    ctx.emit(results)
+    return code
+
+
+def cmd_rollback(ctx: Ctx) -> int:
+    from montage.ops import rollback
+    from montage.ops.bundle import ProofsLayout
+    from montage.ops.loader import load_roadmap
+
+    phase = load_roadmap(ctx.phases_dir).get(_phase_number(ctx.args.phase)).phase
+    steps = rollback.plan(phase)
+    if not steps:
+        ctx.out(f"phase {phase.id} ({phase.slug}) has no rollback steps.")
+        ctx.emit({"phase": phase.id, "plan": [], "executed": False})
+        return ExitCode.OK
+    ctx.out(f"rollback plan of phase {phase.id} ({phase.slug}):")
+    for i, s in enumerate(steps, 1):
+        ctx.out(f"  {i}. {s['id']}: {s['action']}" + (f"  # {s['description']}" if s["description"] else ""))
+    if not ctx.args.yes:
+        ctx.out("Nothing executed. Re-run with --yes to execute these steps in order.")
+        ctx.emit({"phase": phase.id, "plan": steps, "executed": False})
+        return ExitCode.OK
+    code, record = rollback.execute(phase, ctx.root, ProofsLayout(ctx.proofs_dir), ctx.out)
+    ctx.out(f"rollback {'completed' if code == 0 else 'STOPPED'}; record: {record.get('record')}")
+    ctx.emit({"phase": phase.id, "plan": steps, "executed": True, **record})
+    return code
+
+
+def cmd_schema(ctx: Ctx) -> int:
+    from montage.flags import atomic_write_text
+    from montage.ops.model import schema
+
+    target = ctx.args.output or ctx.phases_dir / "schema.json"
+    atomic_write_text(target, json.dumps(schema(), indent=2, sort_keys=True) + "\n")
+    ctx.out(f"wrote {target}")
+    ctx.emit({"path": str(target)})
+    return ExitCode.OK
+
+
+def cmd_scan(ctx: Ctx) -> int:
+    from montage.ops.astscan import scan
+    from montage.ops.checks.stub_scan import parse_allowlist
+
+    result = scan(ctx.root)
+    allow_path = Path(ctx.args.allowlist) if ctx.args.allowlist else ctx.phases_dir / "stub_allowlist.txt"
+    if not allow_path.is_absolute():
+        allow_path = ctx.root / allow_path
+    entries, problems = parse_allowlist(allow_path.read_text(encoding="utf-8") if allow_path.is_file() else "")
+    if problems:
+        raise UsageError(f"{allow_path}: " + "; ".join(problems))
+    data: dict[str, Any] = {"files_scanned": len(result.files), "parse_errors": [f.as_dict() for f in result.errors]}
+    bad = 0
+    if ctx.args.kind in ("all", "import_hacks"):
+        data["import_hacks"] = [f.as_dict() for f in result.hacks]
+        ctx.out(f"import_hacks: {len(result.hacks)}")
+        for f in result.hacks:
+            ctx.out("  " + f.render())
+        bad += len(result.hacks)
+    if ctx.args.kind in ("all", "stub_scan"):
+        keyed = [(f, f"{f.path}::{f.name if f.kind == 'stub' else f.kind}") for f in result.stubs]
+        stubs = [f for f, key in keyed if key not in entries]
+        data["stub_scan"] = [f.as_dict() for f in stubs]
+        data["allowed"] = len(result.stubs) - len(stubs)
+        ctx.out(f"stub_scan: {len(stubs)} ({data['allowed']} allowed by {allow_path.name})")
+        for f in stubs:
+            ctx.out("  " + f.render())
+        bad += len(stubs)
+    for f in result.errors:
+        ctx.out("  cannot parse " + f.render())
+    ctx.out(f"{len(result.files)} files scanned ({result.source})")
+    ctx.emit(data)
+    if bad:
+        return ExitCode.FAIL
+    return ExitCode.INCONCLUSIVE if result.errors else ExitCode.OK
+
+
+COMMANDS: dict[str, Callable[[Ctx], int]] = {
+    "list": cmd_list,
+    "status": cmd_status,
+    "run": lambda ctx: _run_or_gate(ctx, "run"),
+    "gate": lambda ctx: _run_or_gate(ctx, "gate"),
+    "verify": cmd_verify,
+    "rollback": cmd_rollback,
+    "schema": cmd_schema,
+    "scan": cmd_scan,
+}
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    try:
+        args = build_parser().parse_args(args_list)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return int(COMMANDS[args.command](Ctx(args)))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no bundle was written for the interrupted run", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except MontageError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # a bug: one paragraph, traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc}. Re-run with --debug for the traceback.",
+            file=sys.stderr,
+        )
+        return exit_code_for(exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,109 @@
+"""Fingerprints recorded in bundles: inputs (content hashes), git state, tools, host."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from fnmatch import fnmatchcase
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# Generated or bundle files never count as inputs, so committing a bundle cannot make it STALE.
+NEVER_INPUTS = ["proofs/*", "phases/schema.json", "phases/.index.json", "var/*", ".nox/*", "*.pyc"]
+PACKAGES = ["pydantic", "PyYAML", "Jinja2", "nox", "invoke", "pytest", "coverage", "ruff", "mypy", "montage"]
+
+
+def _git(repo_root: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=repo_root, capture_output=True, timeout=60, check=False)
+    except (FileNotFoundError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
+
+
+def repo_files(repo_root: Path) -> list[str]:
+    """Tracked plus untracked-not-ignored files (git), else every file under the root."""
+    out = _git(repo_root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+    if out is not None:
+        return sorted({n for n in out.split("\0") if n})
+    return sorted(p.relative_to(repo_root).as_posix() for p in repo_root.rglob("*") if p.is_file())
+
+
+def input_files(repo_root: Path, globs: list[str]) -> dict[str, str]:
+    """``{path: sha256}`` of the files matched by ``globs`` (``*`` matches across ``/``)."""
+    out: dict[str, str] = {}
+    for rel in repo_files(repo_root):
+        if any(fnmatchcase(rel, g) for g in NEVER_INPUTS):
+            continue
+        if any(fnmatchcase(rel, g) for g in globs):
+            path = repo_root / rel
+            if path.is_file():
+                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def combine(files: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        digest.update(f"{rel}\0{files[rel]}\n".encode())
+    return digest.hexdigest()
+
+
+def changed_inputs(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    out = [f"changed {p}" for p in sorted(old.keys() & new.keys()) if old[p] != new[p]]
+    out += [f"added {p}" for p in sorted(new.keys() - old.keys())]
+    out += [f"removed {p}" for p in sorted(old.keys() - new.keys())]
+    return out
+
+
+def git_state(repo_root: Path) -> dict[str, Any]:
+    commit = _git(repo_root, "rev-parse", "HEAD")
+    status = _git(repo_root, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": commit.strip() if commit else None,
+        "dirty": bool(status.strip()) if status is not None else None,
+    }
+
+
+def _ffmpeg_version() -> str | None:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        return None
+    try:
+        proc = subprocess.run([exe, "-version"], capture_output=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    first = proc.stdout.decode("utf-8", "replace").splitlines()[:1]
+    match = re.match(r"ffmpeg version (\S+)", first[0]) if first else None
+    return match.group(1) if match else None
+
+
+def tool_versions() -> dict[str, Any]:
+    packages: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {"python": platform.python_version(), "ffmpeg": _ffmpeg_version(), "packages": packages}
+
+
+def host_fingerprint() -> dict[str, Any]:
+    import os
+
+    info = {
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "python_implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "cpu_count": os.cpu_count(),
+        "hostname": platform.node(),
+    }
+    info["id"] = hashlib.sha256(repr(sorted(info.items())).encode()).hexdigest()[:16]
+    return info

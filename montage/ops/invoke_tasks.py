@@ -1,0 +1,104 @@
+"""The invoke namespace (``tasks.py`` is one line that imports :func:`build_namespace`).
+
+``phase.*`` tasks call ``python -m montage.ops`` and pass its exit code through unchanged
+(``invoke.Exit``); tasks from :data:`montage.ops.sessions.INVOKE_TASKS` run their argv chain.
+Only the standard library and invoke are imported here, so ``invoke --list`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from invoke.collection import Collection
+from invoke.exceptions import Exit
+from invoke.tasks import Task, task
+
+from montage.ops.sessions import INVOKE_TASKS, PY, run_chain, run_named
+
+
+def _ops(args: Sequence[str]) -> None:
+    rc = run_chain([[PY, "-m", "montage.ops", *args]])
+    if rc:
+        raise Exit(code=rc)
+
+
+def _json(flag: bool) -> list[str]:
+    return ["--json"] if flag else []
+
+
+@task(name="list", help={"json": "JSON on stdout"})
+def list_(c: Any, json: bool = False) -> None:
+    """List the phases (id, slug, dependencies, title)."""
+    _ops(["list", *_json(json)])
+
+
+@task(help={"json": "JSON on stdout"})
+def status(c: Any, json: bool = False) -> None:
+    """State, date, commit and bundle of every phase."""
+    _ops(["status", *_json(json)])
+
+
+@task(
+    help={
+        "phase": "phase number",
+        "force": "run although a dependency lacks a PASS (recorded)",
+        "dry_run": "print the plan only",
+        "json": "JSON on stdout",
+    }
+)
+def run(c: Any, phase: str, force: bool = False, dry_run: bool = False, json: bool = False) -> None:
+    """Run phase N: steps, gate, bundle (needs dependencies PASS)."""
+    _ops(["run", str(phase), *(["--force"] if force else []), *(["--dry-run"] if dry_run else []), *_json(json)])
+
+
+@task(help={"phase": "phase number", "dry_run": "list the checks only", "json": "JSON on stdout"})
+def gate(c: Any, phase: str, dry_run: bool = False, json: bool = False) -> None:
+    """Judge phase N's gate only (no steps, no dependency check)."""
+    _ops(["gate", str(phase), *(["--dry-run"] if dry_run else []), *_json(json)])
+
+
+@task(help={"phase": "phase number or 'all'", "json": "JSON on stdout"})
+def verify(c: Any, phase: str, json: bool = False) -> None:
+    """Re-hash and re-judge phase N's bundle (or 'all')."""
+    _ops(["verify", str(phase), *_json(json)])
+
+
+@task(help={"phase": "phase number", "yes": "execute the plan", "json": "JSON on stdout"})
+def rollback(c: Any, phase: str, yes: bool = False, json: bool = False) -> None:
+    """Print phase N's rollback plan; --yes executes and records it."""
+    _ops(["rollback", str(phase), *(["--yes"] if yes else []), *_json(json)])
+
+
+@task(help={"json": "JSON on stdout"})
+def schema(c: Any, json: bool = False) -> None:
+    """Write phases/schema.json for editors."""
+    _ops(["schema", *_json(json)])
+
+
+def _chain_task(name: str, commands: list[list[str]]) -> Task[Any]:
+    def body(c: Any) -> None:
+        rc = run_named(name, commands)
+        if rc:
+            raise Exit(code=rc)
+
+    body.__name__ = name.rsplit(".", 1)[-1].replace("-", "_")
+    body.__doc__ = " && ".join(" ".join(["python", *cmd[1:]] if cmd[0] == PY else cmd) for cmd in commands)
+    return Task(body, name=name.rsplit(".", 1)[-1])
+
+
+def build_namespace() -> Collection:
+    ns = Collection()
+    phase = Collection("phase")
+    for t in (list_, status, run, gate, verify, rollback, schema):
+        phase.add_task(t)
+    ns.add_collection(phase)
+    for name, commands in sorted(INVOKE_TASKS.items()):
+        parent = ns
+        *groups, _ = name.split(".")
+        for group in groups:
+            if group not in parent.collections:
+                parent.add_collection(Collection(group))
+            parent = parent.collections[group]
+        parent.add_task(_chain_task(name, commands))
+    return ns

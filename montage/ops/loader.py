@@ -1,0 +1,188 @@
+"""Load and validate a roadmap: every ``phases/NN-slug.yaml``, strictly, with cross-file checks.
+
+Errors raise :class:`montage.errors.ValidationFailure` (exit 2) naming ``file:line:col`` and what
+was expected.  Loading writes nothing except the listing cache (:mod:`montage.ops.index`) after a
+fully valid load.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from montage.errors import ValidationFailure
+from montage.ops import index as listing_index
+from montage.ops.checks import KINDS, load_kind
+from montage.ops.model import Phase
+from montage.ops.yamlstrict import Located, PathKey, load_text
+
+FILENAME = re.compile(r"^(?P<id>\d{2})-(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)\.yaml$")
+
+
+@dataclass(frozen=True)
+class LoadedPhase:
+    phase: Phase
+    path: Path
+    located: Located
+    raw_sha256: str
+
+
+@dataclass(frozen=True)
+class Roadmap:
+    phases_dir: Path
+    phases: dict[int, LoadedPhase]
+
+    def get(self, phase_id: int) -> LoadedPhase:
+        try:
+            return self.phases[phase_id]
+        except KeyError:
+            known = ", ".join(str(i) for i in sorted(self.phases)) or "none"
+            raise ValidationFailure(
+                f"there is no phase {phase_id} in {self.phases_dir}; expected one of: {known}"
+            ) from None
+
+    def ordered(self) -> list[LoadedPhase]:
+        return [self.phases[i] for i in sorted(self.phases)]
+
+
+def _describe_input(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _raise_validation(located: Located, exc: ValidationError, prefix: PathKey = ()) -> None:
+    err = exc.errors(include_url=False)[0]
+    loc: PathKey = (*prefix, *(p for p in err["loc"] if not isinstance(p, str) or not p.startswith("function-")))
+    # pydantic reports aliases ("with") by their alias; model-level validators have an empty loc.
+    where = located.where(loc)
+    field = ".".join(str(p) for p in loc) or "(document)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        message = (
+            f"unknown key {str(loc[-1])!r} at {field}; expected only the keys the schema defines (phases/schema.json)"
+        )
+    elif kind == "missing":
+        message = f"missing required key {field}"
+    elif kind == "value_error":
+        message = f"{field}: {err['msg'].removeprefix('Value error, ')}"
+    else:
+        message = f"{field}: {err['msg']}; got {_describe_input(err.get('input'))}"
+    raise ValidationFailure(
+        message,
+        path=str(located.path),
+        line=where[0] if where else None,
+        column=where[1] if where else None,
+    )
+
+
+def _fail_at(located: Located, key: PathKey, message: str) -> ValidationFailure:
+    where = located.where(key)
+    return ValidationFailure(
+        message, path=str(located.path), line=where[0] if where else None, column=where[1] if where else None
+    )
+
+
+def parse_phase(path: Path, raw: bytes) -> LoadedPhase:
+    """Validate one phase file (not its cross-file references)."""
+    import hashlib
+
+    match = FILENAME.match(path.name)
+    if match is None:
+        raise ValidationFailure(
+            "the file name must be NN-slug.yaml (two digits, a dash, a lower-case slug)", path=str(path)
+        )
+    located = load_text(path, raw)
+    if not isinstance(located.data, dict):
+        raise _fail_at(located, (), f"the document is a {type(located.data).__name__}; expected a mapping")
+    try:
+        phase = Phase.model_validate(located.data)
+    except ValidationError as exc:
+        _raise_validation(located, exc)
+        raise  # pragma: no cover - _raise_validation always raises
+    if phase.id != int(match["id"]):
+        raise _fail_at(located, ("id",), f"id is {phase.id} but the file name says {match['id']}; expected them equal")
+    if phase.slug != match["slug"]:
+        raise _fail_at(
+            located, ("slug",), f"slug is {phase.slug!r} but the file name says {match['slug']!r}; expected them equal"
+        )
+    for i, check in enumerate(phase.gate):
+        if check.check not in KINDS:
+            raise _fail_at(
+                located,
+                ("gate", i, "check"),
+                f"unknown check kind {check.check!r}; expected one of: {', '.join(sorted(KINDS))}",
+            )
+        kind = load_kind(check.check)
+        try:
+            kind.Params.model_validate(check.with_)
+        except ValidationError as exc:
+            _raise_validation(located, exc, prefix=("gate", i, "with"))
+    return LoadedPhase(phase=phase, path=path, located=located, raw_sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _check_graph(phases: dict[int, LoadedPhase]) -> None:
+    slugs: dict[str, LoadedPhase] = {}
+    for lp in phases.values():
+        if lp.phase.slug in slugs:
+            raise _fail_at(
+                lp.located, ("slug",), f"slug {lp.phase.slug!r} is also used by {slugs[lp.phase.slug].path.name}"
+            )
+        slugs[lp.phase.slug] = lp
+        for j, dep in enumerate(lp.phase.deps):
+            if dep not in phases:
+                key: PathKey = ("depends_on", j) if lp.phase.depends_on is not None else ("id",)
+                raise _fail_at(
+                    lp.located,
+                    key,
+                    f"depends_on phase {dep}, which does not exist; expected one of: "
+                    + (", ".join(str(i) for i in sorted(phases)) or "none"),
+                )
+    # cycles: depth-first search with colours
+    state: dict[int, int] = {}
+
+    def visit(node: int, trail: list[int]) -> None:
+        state[node] = 1
+        for dep in phases[node].phase.deps:
+            if state.get(dep) == 1:
+                cycle = [*trail[trail.index(dep) :], dep] if dep in trail else [node, dep]
+                lp = phases[node]
+                raise _fail_at(
+                    lp.located,
+                    ("depends_on",),
+                    "dependency cycle " + " -> ".join(str(c) for c in cycle) + "; expected an acyclic graph",
+                )
+            if state.get(dep) is None:
+                visit(dep, [*trail, dep])
+        state[node] = 2
+
+    for pid in sorted(phases):
+        if state.get(pid) is None:
+            visit(pid, [pid])
+
+
+def load_roadmap(phases_dir: Path, write_index: bool = True) -> Roadmap:
+    """Load every phase file under ``phases_dir``; raise ValidationFailure on the first problem."""
+    if not phases_dir.is_dir():
+        raise ValidationFailure(f"the phases directory {phases_dir} does not exist; expected phases/NN-slug.yaml files")
+    phases: dict[int, LoadedPhase] = {}
+    files = sorted(p for p in phases_dir.iterdir() if p.suffix in {".yaml", ".yml"} and not p.name.startswith("."))
+    if not files:
+        raise ValidationFailure(f"no phase files in {phases_dir}; expected phases/NN-slug.yaml files")
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ValidationFailure(f"cannot read the file ({exc.strerror})", path=str(path)) from None
+        lp = parse_phase(path, raw)
+        if lp.phase.id in phases:
+            raise _fail_at(lp.located, ("id",), f"id {lp.phase.id} is also used by {phases[lp.phase.id].path.name}")
+        phases[lp.phase.id] = lp
+    _check_graph(phases)
+    roadmap = Roadmap(phases_dir=phases_dir, phases=phases)
+    if write_index:
+        listing_index.write(phases_dir, [(lp.phase.id, lp.phase.slug, lp.phase.title) for lp in roadmap.ordered()])
+    return roadmap

@@ -1,0 +1,141 @@
+"""The phase model: what ``phases/NN-slug.yaml`` may contain (strict: unknown keys are errors)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from montage.ops.checks.base import canonical_json
+
+Scalar = str | int | float | bool | None
+ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Step(_Strict):
+    """One thing ``phase.run`` does before judging: exactly one of ``run``, ``nox`` or ``invoke``."""
+
+    id: str = Field(pattern=ID_PATTERN, description="step id, unique within the phase")
+    run: list[str] | None = Field(None, min_length=1, description="argv list, run without a shell")
+    nox: str | None = Field(None, description="a nox session name (montage.ops.sessions.NOX_SESSIONS or phase-N)")
+    invoke: str | None = Field(None, description="an invoke task name (montage.ops.sessions.INVOKE_TASKS)")
+    timeout_s: float = Field(gt=0, le=86400, description="seconds before the step is killed and recorded as failed")
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Step:
+        given = [k for k in ("run", "nox", "invoke") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a step needs exactly one of run, nox or invoke; got {given or 'none'}")
+        return self
+
+    def argv(self) -> list[str]:
+        """The command this step runs (``{python}`` stands for the current interpreter)."""
+        if self.run is not None:
+            return list(self.run)
+        if self.nox is not None:
+            return ["{python}", "-m", "nox", "--no-venv", "-s", self.nox]
+        return ["{python}", "-m", "invoke", str(self.invoke)]
+
+
+class SetFlag(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.]+$")
+    value: Scalar
+
+
+class RollbackStep(_Strict):
+    """A rollback step: a ``run`` / ``invoke`` command (with ``timeout_s``) or a ``set_flag``."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    run: list[str] | None = Field(None, min_length=1)
+    invoke: str | None = None
+    set_flag: SetFlag | None = Field(None, description="written to the flags file with `montage flags set`")
+    timeout_s: float | None = Field(None, gt=0, le=86400)
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RollbackStep:
+        given = [k for k in ("run", "invoke", "set_flag") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a rollback step needs exactly one of run, invoke or set_flag; got {given or 'none'}")
+        if self.set_flag is None and self.timeout_s is None:
+            raise ValueError("a run/invoke rollback step needs timeout_s")
+        return self
+
+    def argv(self) -> list[str]:
+        if self.run is not None:
+            return list(self.run)
+        if self.invoke is not None:
+            return ["{python}", "-m", "invoke", self.invoke]
+        assert self.set_flag is not None
+        value = self.set_flag.value
+        rendered = canonical_json(value) if not isinstance(value, str) else value
+        return ["{python}", "-m", "montage", "flags", "set", self.set_flag.name, rendered]
+
+
+class GateCheck(_Strict):
+    """One gate entry: a check kind and its parameters."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    check: str = Field(description="the check kind (montage.ops.checks.KINDS)")
+    critical: bool = True
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="the kind's parameters")
+    description: str | None = None
+
+
+class Flag(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.]+$")
+    default: Scalar = None
+    description: str | None = None
+
+
+class Phase(_Strict):
+    """One roadmap phase."""
+
+    id: int = Field(ge=0, le=99, description="equals NN in the file name")
+    slug: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$", description="equals the slug in the file name")
+    title: str = Field(min_length=1)
+    goal: str = Field(min_length=1)
+    depends_on: list[int] | None = Field(None, description="phase ids; default: the previous phase")
+    inputs: list[str] = Field(default_factory=list, description="globs whose content change makes a result STALE")
+    flags: list[Flag] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    gate: list[GateCheck] = Field(default_factory=list, description="checks; an empty gate can only be PARTIAL")
+    bundle: list[str] = Field(default_factory=list, description="artifact names the roadmap requires in the bundle")
+    rollback: list[RollbackStep] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Phase:
+        for label, items in (("steps", self.steps), ("gate", self.gate), ("rollback", self.rollback)):
+            seen: set[str] = set()
+            for item in items:
+                if item.id in seen:
+                    raise ValueError(f"{label} id {item.id!r} is used twice; expected unique ids")
+                seen.add(item.id)
+        return self
+
+    @property
+    def deps(self) -> list[int]:
+        """Effective dependencies (the default is the previous phase)."""
+        if self.depends_on is not None:
+            return list(self.depends_on)
+        return [self.id - 1] if self.id > 0 else []
+
+    def definition_hash(self) -> str:
+        """sha256 of the canonical definition (comments and key order do not count)."""
+        data = self.model_dump(mode="json", by_alias=True)
+        data["depends_on"] = self.deps
+        return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+
+def schema() -> dict[str, Any]:
+    """JSON schema of a phase file, for editors."""
+    out = Phase.model_json_schema(by_alias=True)
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    out["title"] = "Montage phase file (phases/NN-slug.yaml)"
+    return out

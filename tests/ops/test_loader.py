@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from montage.ops.loader import load_roadmap
+from montage.ops.model import Phase
+
+from .conftest import Repo, run_module, simple_phase
+
+GOOD0 = simple_phase(0, "first")
+
+BAD_CASES: dict[str, tuple[str, bytes, str]] = {
+    # name: (file name, content, expected message fragment)
+    "syntax": ("00-first.yaml", b"id: 0\nslug: [first\n", "YAML syntax error"),
+    "tab": ("00-first.yaml", b"id: 0\nslug: first\ngate:\n\t- id: x\n", "tab character"),
+    "wrong-type": ("00-first.yaml", GOOD0.replace("id: 0", "id: zero").encode(), "id: Input should be a valid integer"),
+    "unknown-key": ("00-first.yaml", (GOOD0 + "colour: red\n").encode(), "unknown key 'colour'"),
+    "duplicate-key": ("00-first.yaml", (GOOD0 + "title: again\n").encode(), "duplicate key 'title'"),
+    "non-utf8": ("00-first.yaml", b"id: 0\nslug: first\ntitle: caf\xe9\n", "not valid UTF-8"),
+    "unknown-kind": (
+        "00-first.yaml",
+        GOOD0.replace("check: command", "check: telepathy").encode(),
+        "unknown check kind",
+    ),
+    "bad-params": ("00-first.yaml", GOOD0.replace("output_pattern", "output_patern").encode(), "gate.0.with"),
+    "bad-regex": ("00-first.yaml", GOOD0.replace('"fine"}', '"(unclosed"}').encode(), "regular expression"),
+    "id-mismatch": ("00-first.yaml", simple_phase(3, "first").encode(), "file name says 00"),
+    "slug-mismatch": ("00-first.yaml", simple_phase(0, "other").encode(), "file name says 'first'"),
+    "bad-filename": ("first.yaml", GOOD0.encode(), "NN-slug.yaml"),
+    "empty": ("00-first.yaml", b"", "empty"),
+    "not-mapping": ("00-first.yaml", b"- 1\n- 2\n", "expected a mapping"),
+    "two-actions": (
+        "00-first.yaml",
+        (GOOD0 + "steps:\n  - {id: s, run: [a], nox: tests, timeout_s: 1}\n").encode(),
+        "exactly one of run, nox or invoke",
+    ),
+    "missing-timeout": ("00-first.yaml", (GOOD0 + "steps:\n  - {id: s, run: [a]}\n").encode(), "steps.0.timeout_s"),
+    "merge-key": ("00-first.yaml", b"base: &b {x: 1}\nother:\n  <<: *b\n", "merge keys"),
+    "custom-tag": ("00-first.yaml", b"id: !!python/object:os.system 0\n", "unsupported tag"),
+    "alias-bomb": (
+        "00-first.yaml",
+        b'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n'
+        + b"".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},"
+            f"*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n".encode()
+            for i in range(8)
+        ),
+        "alias",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_phase_file_exit_2_with_location(repo: Repo, case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    name, content, fragment = BAD_CASES[case]
+    path = repo.phases / name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    before = repo.snapshot()
+    for command in (["list"], ["status"], ["gate", "0"], ["run", "0"], ["verify", "all"]):
+        assert repo.ops(*command) == 2, (case, command)
+        err = capsys.readouterr().err
+        assert fragment in err, (case, err)
+        assert "Traceback" not in err
+        assert str(path) in err
+        if case not in {"bad-filename"}:
+            assert re.search(re.escape(str(path)) + r":\d+(:\d+)?: ", err), err
+        assert len(err.strip().splitlines()) == 1, err
+    assert repo.snapshot() == before, "nothing may be written for a bad roadmap"
+
+
+CROSS_FILE = {
+    "duplicate-id": ({"01-other.yaml": simple_phase(0, "other")}, "file name says 01"),
+    "duplicate-slug": ({"01-first.yaml": simple_phase(1, "first")}, "slug 'first' is also used"),
+    "missing-dep": ({"01-second.yaml": simple_phase(1, "second", deps="[0, 9]")}, "depends_on phase 9"),
+    "default-dep-missing": ({"02-third.yaml": simple_phase(2, "third")}, "depends_on phase 1"),
+    "cycle": (
+        {
+            "01-second.yaml": simple_phase(1, "second", deps="[2]"),
+            "02-third.yaml": simple_phase(2, "third", deps="[1]"),
+        },
+        "dependency cycle",
+    ),
+    "self-cycle": ({"01-second.yaml": simple_phase(1, "second", deps="[1]")}, "dependency cycle"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CROSS_FILE))
+def test_cross_file_errors(repo: Repo, case: str, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.phase("00-first.yaml", GOOD0)
+    files, fragment = CROSS_FILE[case]
+    for name, text in files.items():
+        repo.phase(name, text)
+    assert repo.ops("list") == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert re.search(r"\.yaml:\d+:\d+: ", err), err
+    assert not (repo.phases / ".index.json").exists()
+
+
+def test_duplicate_id_same_number_in_two_names(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.phase("00-first.yaml", GOOD0)
+    repo.phase("00-again.yaml", simple_phase(0, "again"))
+    assert repo.ops("list") == 2
+    assert "id 0 is also used by" in capsys.readouterr().err
+
+
+def test_bad_input_in_a_subprocess_prints_no_traceback(repo: Repo) -> None:
+    repo.phase("00-first.yaml", "id: 0\nslug: first\n\ttitle: x\n")
+    proc = run_module(["status"], cwd=repo.root)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "00-first.yaml:3:1" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_missing_phases_dir_and_unknown_phase(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert repo.ops("list") == 2
+    assert "does not exist" in capsys.readouterr().err
+    repo.phases.mkdir()
+    assert repo.ops("list") == 2
+    assert "no phase files" in capsys.readouterr().err
+    repo.phase("00-first.yaml", GOOD0)
+    assert repo.ops("gate", "5") == 2
+    assert "there is no phase 5" in capsys.readouterr().err
+    assert repo.ops("gate", "x") == 2
+    assert "not a phase number" in capsys.readouterr().err
+    assert repo.ops("gate", "-1") == 2
+
+
+def test_valid_roadmap_writes_listing_index(two_phases: Repo) -> None:
+    roadmap = load_roadmap(two_phases.phases)
+    assert [lp.phase.id for lp in roadmap.ordered()] == [0, 1]
+    assert roadmap.get(1).phase.deps == [0]
+    index = json.loads((two_phases.phases / ".index.json").read_text())
+    assert [p["title"] for p in index["phases"]] == ["Phase 0", "Phase 1"]
+
+
+def test_definition_hash_ignores_comments_and_key_order(repo: Repo) -> None:
+    repo.phase("00-first.yaml", GOOD0)
+    first = load_roadmap(repo.phases).get(0).phase.definition_hash()
+    reordered = "# a comment\n" + "\n".join(reversed(GOOD0.split("\n", 4)[:4])) + "\n" + GOOD0.split("\n", 4)[4]
+    repo.phase("00-first.yaml", reordered)
+    assert load_roadmap(repo.phases).get(0).phase.definition_hash() == first
+    repo.phase("00-first.yaml", GOOD0.replace("Phase 0", "Phase zero"))
+    assert load_roadmap(repo.phases).get(0).phase.definition_hash() != first
+
+
+REAL_PHASES = Path(__file__).resolve().parents[2] / "phases"
+
+
+def test_real_roadmap_loads_and_validates() -> None:
+    roadmap = load_roadmap(REAL_PHASES, write_index=False)
+    assert sorted(roadmap.phases) == list(range(8))
+    for lp in roadmap.ordered():
+        assert lp.phase.deps == ([] if lp.phase.id == 0 else [lp.phase.id - 1])
+    two = roadmap.get(2).phase
+    assert two.bundle == [
+        "canary_metrics.json", "evaluate_canary.out", "perf_baseline.json", "pytest_summary.txt", "stub_scan.out",
+    ]  # fmt: skip
+    assert {c.check for c in two.gate} >= {"import_hacks", "pytest"}
+    one = roadmap.get(1).phase
+    cov = next(c for c in one.gate if c.check == "coverage")
+    assert cov.with_["modules"] == {
+        "montage.media.pipeline": 90, "montage.media.video_processor": 90, "montage.runtime.memory_manager": 75,
+    }  # fmt: skip
+    three = roadmap.get(3).phase
+    assert [f.name for f in three.flags] == ["USE_SETTINGS_V2"]
+    assert three.rollback[0].set_flag is not None and three.rollback[0].set_flag.value is False
+    assert roadmap.get(5).phase.rollback[0].argv()[-3:] == ["alembic", "downgrade", "-1"]
+    assert roadmap.get(7).phase.rollback[0].set_flag is not None
+
+
+def test_schema_command_writes_editor_schema(two_phases: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert two_phases.ops("schema", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    data = json.loads(Path(out["path"]).read_text())
+    assert data["title"].startswith("Montage phase file")
+    assert "with" in json.dumps(data) and set(data["required"]) >= {"id", "slug", "title", "goal"}
+    committed = json.loads((REAL_PHASES / "schema.json").read_text())
+    assert committed == data, "phases/schema.json is out of date: run `invoke phase.schema`"
+
+
+def test_phase_model_rejects_duplicate_step_ids() -> None:
+    with pytest.raises(ValueError, match="used twice"):
+        Phase.model_validate(
+            {"id": 0, "slug": "a", "title": "t", "goal": "g",
+             "steps": [{"id": "s", "run": ["a"], "timeout_s": 1}, {"id": "s", "run": ["b"], "timeout_s": 1}]}
+        )  # fmt: skip
