@@ -9,7 +9,7 @@ import pytest
 
 from montage.errors import MediaError
 from montage.ops.perf.measure import run_once
-from montage.ops.perf.runner import Runner, Side
+from montage.ops.perf.runner import Runner, Side, make_side
 from montage.ops.perf.workload import Clip, Workload, load_workload
 
 from .conftest import TINY_WORKLOAD
@@ -118,8 +118,30 @@ def test_workload_file_errors_name_the_field(tmp_path: Path) -> None:
 def test_command_template_hides_machine_paths(tmp_path: Path) -> None:
     from .conftest import write_workload
 
-    write_workload(tmp_path, kind="montage-run", plan="montage/ops/perf/reference_plan.json")
-    template = load_workload(tmp_path).command_template()
-    assert template[:4] == ["{python}", "-m", "montage", "run"]
-    assert "{tree}/montage/ops/perf/reference_plan.json" in template
+    write_workload(tmp_path, kind="montage-run", plan="plan.json")
+    (tmp_path / "plan.json").write_text('{"render": {"preset": "veryfast"}}', encoding="utf-8")
+    workload = load_workload(tmp_path)
+    template = workload.command_template()
+    assert template[:8] == ["{python}", "-m", "montage", "run", "-o", "{out}", "--from-plan", "{plan}"]
     assert str(tmp_path) not in " ".join(template)
+    # the plan's content is part of the command: another render setting is another fingerprint
+    (tmp_path / "plan.json").write_text('{"render": {"preset": "faster"}}', encoding="utf-8")
+    assert workload.command_template() != template
+
+
+@pytest.mark.slow
+def test_the_committed_reference_workload_runs_through_montage_run(
+    ffmpeg_tools: tuple[str, str], tmp_path: Path
+) -> None:
+    """The real workload: the reference clip rendered by `montage run --from-plan` with this tree's plan."""
+    repo = Path(__file__).resolve().parents[2]
+    runner = Runner.prepare(tmp_path)
+    assert runner.clip.frames == 360
+    side = make_side("candidate", repo)
+    assert side.workload.kind == "montage-run"
+    sample = runner.run(side)
+    assert sample.frames == 300
+    assert sample.ffmpeg_processes >= 2  # loudness measurement, render, verification
+    assert sample.cpu_fps > 0 and sample.ffmpeg_rss_mb > 5
+    assert sample.parent_rss_source.startswith("VmHWM of the workload's root process")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reference.json", "reference.mp4"]  # outputs cleaned

@@ -52,6 +52,7 @@ class Runner:
     @classmethod
     def prepare(cls, workdir: Path, *, timeout: float = 120.0) -> Runner:
         ffmpeg = find_ffmpeg()
+        workdir = workdir.resolve()
         return cls(
             ffmpeg=ffmpeg,
             ffprobe=find_ffprobe(ffmpeg),
@@ -66,7 +67,10 @@ class Runner:
     def run(self, side: Side, *, warmup: bool = False) -> RunSample:
         """Render once with ``side``'s code (cwd and PYTHONPATH at its tree) and measure it."""
         out = self.workdir / f"out-{side.name}.mp4"
-        argv, env = side.workload.command(ffmpeg=self.ffmpeg, python=self.python, clip=self.clip.path, out=out)
+        plan = self.workdir / f"plan-{side.name}.json"
+        if side.workload.kind == "montage-run":
+            side.workload.materialise_plan(self.clip, plan)
+        argv, env = side.workload.command(ffmpeg=self.ffmpeg, python=self.python, clip=self.clip, out=out, plan=plan)
         try:
             return run_once(
                 argv,
@@ -82,4 +86,7 @@ class Runner:
                 warmup=warmup,
             )
         finally:
-            out.unlink(missing_ok=True)
+            # the output and what `montage run` writes beside it (timelines)
+            for path in self.workdir.glob(f"out-{side.name}*"):
+                path.unlink(missing_ok=True)
+            plan.unlink(missing_ok=True)

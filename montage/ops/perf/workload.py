@@ -22,12 +22,12 @@ from montage.flags import atomic_write_text
 WORKLOAD_FILE = Path("montage/ops/perf/workload.json")
 KINDS = ("ffmpeg", "montage-run")
 
-# The reference clip: 12 s of 1280x720 at 30 fps (360 frames) with temporal noise (so the encoder
+# The reference clip: 12 s of 960x540 at 30 fps (360 frames) with temporal noise (so the encoder
 # has real work) and a beeping sine. Bit-exact flags and a fixed thread count make the bytes
 # reproducible for a given ffmpeg build; the sha256 goes into the environment fingerprint.
 CLIP_SECONDS = 12
 CLIP_FPS = 30
-CLIP_SIZE = "1280x720"
+CLIP_SIZE = "960x540"
 CLIP_FRAMES = CLIP_SECONDS * CLIP_FPS
 CLIP_TIMEOUT_S = 300.0
 
@@ -225,16 +225,38 @@ class Workload:
     def threads(self) -> int:
         return int(self.spec["threads"])
 
-    def command(self, *, ffmpeg: str, python: str, clip: Path, out: Path) -> tuple[list[str], dict[str, str]]:
-        """The argv and extra environment that render ``clip`` to ``out`` with this tree's code."""
+    @property
+    def plan_template(self) -> Path:
+        return self.tree / str(self.spec["plan"])
+
+    def materialise_plan(self, clip: Clip, target: Path) -> Path:
+        """This tree's committed plan with its source pointed at the reference clip (path and hash)."""
+        try:
+            plan = json.loads(self.plan_template.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"{self.plan_template}: the perf reference plan is unreadable ({exc}).") from None
+        sources = plan.get("sources") if isinstance(plan, dict) else None
+        if not isinstance(sources, list) or len(sources) != 1 or not isinstance(sources[0], dict):
+            raise UsageError(f"{self.plan_template}: expected exactly one entry in 'sources' (the reference clip).")
+        sources[0].update(path=str(clip.path), sha256=clip.sha256)
+        atomic_write_text(target, json.dumps(plan, indent=2) + "\n")
+        return target
+
+    def command(
+        self, *, ffmpeg: str, python: str, clip: Clip, out: Path, plan: Path | None = None
+    ) -> tuple[list[str], dict[str, str]]:
+        """The argv and extra environment that render ``clip`` to ``out`` with this tree's code.
+
+        ``montage-run``: ``plan`` is where the materialised plan is (or will be) written.
+        """
         threads = str(self.threads)
         env = {"MONTAGE_MEDIA__FFMPEG": ffmpeg, "MONTAGE_MEDIA__THREADS": threads}
         if self.kind == "montage-run":
-            plan = self.tree / str(self.spec["plan"])
-            argv = [python, "-m", "montage", "run", str(clip), "-o", str(out), "--from-plan", str(plan)]
+            plan = plan or out.with_suffix(".plan.json")
+            argv = [python, "-m", "montage", "run", "-o", str(out), "--from-plan", str(plan)]
             env["PYTHONPATH"] = str(self.tree)
             return argv, env
-        return self._ffmpeg_argv(ffmpeg, clip, out, threads), env
+        return self._ffmpeg_argv(ffmpeg, clip.path, out, threads), env
 
     def _ffmpeg_argv(self, ffmpeg: str, clip: Path, out: Path, threads: str) -> list[str]:
         segments = self.spec["segments"]
@@ -285,10 +307,17 @@ class Workload:
 
     def command_template(self) -> list[str]:
         """The command with machine-specific paths replaced by placeholders (for the fingerprint)."""
-        argv, env = self.command(ffmpeg="{ffmpeg}", python="{python}", clip=Path("{clip}"), out=Path("{out}"))
-        prefix = str(self.tree) + os.sep
-        shown = ["{tree}/" + a[len(prefix) :] if a.startswith(prefix) else a for a in argv]
-        return shown + [f"{k}={v}" for k, v in sorted(env.items()) if k != "PYTHONPATH"]
+        clip = Clip(path=Path("{clip}"), sha256="", frames=0, argv=[])
+        argv, env = self.command(
+            ffmpeg="{ffmpeg}", python="{python}", clip=clip, out=Path("{out}"), plan=Path("{plan}")
+        )
+        shown = argv + [f"{k}={v}" for k, v in sorted(env.items()) if k != "PYTHONPATH"]
+        if self.kind == "montage-run":
+            # The plan's content is part of the workload: a changed render setting is another command.
+            shown.append(
+                f"plan-sha256={sha256_file(self.plan_template) if self.plan_template.is_file() else 'missing'}"
+            )
+        return shown
 
 
 def load_workload(tree: Path) -> Workload:
