@@ -24,11 +24,13 @@ CHECK_KIND = "perf_guard"
 def thresholds_from_params(params: dict[str, Any], where: str) -> Thresholds:
     """Validate a ``with`` mapping (unknown keys and out-of-range values are errors)."""
     allowed = {"max_fps_drop", "max_rss_growth"}
-    unknown = sorted(set(params) - allowed - {"budget_s", "baseline", "seed"})
+    # the other keys of the perf_guard check kind's parameters (montage/ops/checks/perf_guard.py)
+    others = {"baseline", "baseline_file", "budget_s", "seed", "timeout_s"}
+    unknown = sorted(set(params) - allowed - others)
     if unknown:
         raise ValidationFailure(
             f"perf_guard: unknown parameter(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}, "
-            "budget_s, baseline, seed.",
+            f"{', '.join(sorted(others))}.",
             path=where,
         )
     values: dict[str, float] = {}
