@@ -16,7 +16,7 @@ from .conftest import write_workload
 
 def test_regression_patch_slows_the_candidates_encoder(tmp_path: Path) -> None:
     write_workload(tmp_path, preset="veryfast")
-    assert calibrate.apply_regression(tmp_path) == f"{WORKLOAD_FILE}: preset veryfast -> faster"
+    assert calibrate.apply_regression(tmp_path, "plan") == f"{WORKLOAD_FILE}: preset veryfast -> faster"
     assert load_workload(tmp_path).spec["preset"] == "faster"
 
 
@@ -55,4 +55,15 @@ def test_table_counts_each_scenario() -> None:
     text = calibrate.table({"rows": rows, "total_s": 120.0})
     assert "| A/A | 1 | 0 | 1 | 0 | 1 | 0 | 20 / 20 | 1.010 |" in text
     assert "| regression (p) | 1 | 1 | 0 | 0 | 0 | 1 | 50 / 50 | 0.700 |" in text
-    assert "Total calibration time: 2.0 min." in text
+    assert "Total calibration time: 2.0 min" in text
+
+
+def test_code_patch_edits_the_candidates_render_module(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    target = tmp_path / calibrate.RENDER_FILE
+    target.parent.mkdir(parents=True)
+    target.write_text((repo / calibrate.RENDER_FILE).read_text(encoding="utf-8"), encoding="utf-8")
+    assert calibrate.apply_regression(tmp_path, "code") == f"{calibrate.RENDER_FILE}: x264 preset forced to faster"
+    assert '"preset": "faster",' in target.read_text(encoding="utf-8")
+    with pytest.raises(UsageError, match="expected one"):
+        calibrate.apply_regression(tmp_path, "code")

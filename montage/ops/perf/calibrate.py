@@ -1,8 +1,12 @@
 """Calibration of the perf guard: how often it FAILs on A/A runs and on a real regression.
 
 For each run a fresh candidate worktree of HEAD is made; for the regression scenario a patch is
-applied to that worktree's render (a slower x264 preset: about 30 % more CPU per frame here), never
-a hook in product code. The guard runs exactly as a user runs it (``python -m montage.ops.perf
+applied to that worktree (never a hook in product code): ``--patch code`` (default) edits the
+candidate's montage/media/render.py to encode with x264 "faster" whatever the plan says (a code
+change: same fingerprint, so the guard goes stored baseline -> suspected regression -> A/B);
+``--patch plan`` slows the preset in the candidate's reference plan (a workload change: the
+fingerprint differs, so the guard goes straight to A/B). Either costs about 20 % more CPU per
+run of the reference workload here. The guard runs exactly as a user runs it (``python -m montage.ops.perf
 guard`` as a child process, cwd and PYTHONPATH at the candidate tree). The same raw runs are then
 judged by a naive single-run 10 % rule (one measured run against the stored baseline, as
 pytest-benchmark's ``--benchmark-compare-fail`` does), on wall-clock fps and on CPU-time fps.
@@ -32,8 +36,24 @@ GUARD_TIMEOUT_S = 300.0
 SLOWER_PRESET = {"ultrafast": "veryfast", "superfast": "faster", "veryfast": "faster", "faster": "medium"}
 
 
-def apply_regression(tree: Path) -> str:
-    """Patch ``tree``'s render to a slower x264 preset; return a description of the patch."""
+RENDER_FILE = Path("montage/media/render.py")
+RENDER_PRESET = '"preset": plan.render.preset,'
+
+
+def patch_render_code(tree: Path) -> str:
+    """Make the candidate's render path encode with the "faster" x264 preset (slower than veryfast)."""
+    path = tree / RENDER_FILE
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if text.count(RENDER_PRESET) != 1:
+        raise UsageError(f"{path}: expected one {RENDER_PRESET!r} to patch for the regression scenario.")
+    path.write_text(text.replace(RENDER_PRESET, '"preset": "faster",'), encoding="utf-8")
+    return f"{RENDER_FILE}: x264 preset forced to faster"
+
+
+def apply_regression(tree: Path, kind: str = "plan") -> str:
+    """Patch ``tree`` (``code``: the render module; ``plan``: the workload); describe the patch."""
+    if kind == "code":
+        return patch_render_code(tree)
     path = tree / WORKLOAD_FILE
     spec = json.loads(path.read_text(encoding="utf-8"))
     if spec.get("kind") == "montage-run":
@@ -53,14 +73,14 @@ def apply_regression(tree: Path) -> str:
 
 
 def _guard_once(
-    repo: Path, baseline_file: Path, workdir: Path, out_dir: Path, patch: bool, budget: float
+    repo: Path, baseline_file: Path, workdir: Path, out_dir: Path, patch: str | None, budget: float
 ) -> dict[str, Any]:
     """One guard run on a fresh candidate worktree of HEAD; returns its report plus timings."""
     parent = Path(tempfile.mkdtemp(prefix="montage-calib-"))
     tree = parent / "candidate"
     git(repo, "worktree", "add", "--detach", str(tree), "HEAD")
     try:
-        patch_text = apply_regression(tree) if patch else ""
+        patch_text = apply_regression(tree, patch) if patch else ""
         argv = [
             sys.executable, "-m", "montage.ops.perf", "--repo", str(tree), "--workdir", str(workdir),
             "guard", "--baseline-file", str(baseline_file), "--report-dir", str(out_dir),
@@ -105,14 +125,15 @@ def calibrate(
     workdir: Path,
     out_dir: Path,
     budget: float,
+    patch: str = "code",
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     base = json.loads(baseline_file.read_text(encoding="utf-8"))
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
-    plan = [("A/A", False)] * aa_runs + [("regression", True)] * regression_runs
-    for i, (scenario, patch) in enumerate(plan, 1):
-        doc = _guard_once(repo, baseline_file, workdir, out_dir / f"run-{i:02d}", patch, budget)
+    plan: list[tuple[str, str | None]] = [("A/A", None)] * aa_runs + [("regression", patch)] * regression_runs
+    for i, (scenario, kind) in enumerate(plan, 1):
+        doc = _guard_once(repo, baseline_file, workdir, out_dir / f"run-{i:02d}", kind, budget)
         fps = (doc["decisions"].get("fps") or {}).get("interval") or {}
         row = {
             "scenario": scenario,
@@ -129,7 +150,13 @@ def calibrate(
             f"[{i}/{len(plan)}] {scenario}: guard {row['verdict']} ({row['mode']}, {row['elapsed_s']:.0f} s, "
             f"fps ratio {row['fps_ratio']}); naive wall {row['naive_wall']}, naive CPU {row['naive_cpu']}"
         )
-    return {"rows": rows, "total_s": time.monotonic() - started, "baseline_commit": base["commit"]}
+    return {
+        "rows": rows,
+        "total_s": time.monotonic() - started,
+        "baseline_commit": base["commit"],
+        "command": "python scripts/calibrate_perf.py "
+        + f"--aa {aa_runs} --regression {regression_runs} --patch {patch}",
+    }
 
 
 def table(result: dict[str, Any]) -> str:
@@ -152,7 +179,7 @@ def table(result: dict[str, Any]) -> str:
             f"| {statistics.median(times):.0f} / {max(times):.0f} "
             f"| {statistics.median(ratios) if ratios else float('nan'):.3f} |"
         )
-    lines.append(f"\nTotal calibration time: {result['total_s'] / 60:.1f} min.")
+    lines.append(f"\nTotal calibration time: {result['total_s'] / 60:.1f} min ({result.get('command', '')}).")
     return "\n".join(lines)
 
 
@@ -165,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("var/perf"))
     parser.add_argument("--out", type=Path, default=Path("var/perf/calibration"))
     parser.add_argument("--budget", type=float, default=90.0)
+    parser.add_argument("--patch", choices=["code", "plan"], default="code", help="where the regression goes")
     args = parser.parse_args(argv)
     try:
         result = calibrate(
@@ -175,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir=args.workdir.resolve(),
             out_dir=args.out.resolve(),
             budget=args.budget,
+            patch=args.patch,
         )
     except UsageError as exc:
         print(f"calibrate_perf: error: {exc}", file=sys.stderr)

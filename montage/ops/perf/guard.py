@@ -155,8 +155,13 @@ def _ab(
     config: GuardConfig,
     deadline: float,
     say: Callable[[str], None],
+    candidate_warm: bool = False,
 ) -> tuple[Verdict, dict[str, Decision], list[RunSample], str]:
-    samples = [runner.run(base, warmup=True), runner.run(candidate, warmup=True)]
+    # The baseline worktree is always fresh (cold caches, no .pyc yet); the candidate is already
+    # warm when the stored-baseline comparison ran just before.
+    samples = [runner.run(base, warmup=True)]
+    if not candidate_warm:
+        samples.append(runner.run(candidate, warmup=True))
     pair_times: list[float] = []
     verdict: Verdict = Verdict.INCONCLUSIVE
     decisions: dict[str, Decision] = {}
@@ -253,7 +258,14 @@ def run_guard(
         base = make_side("baseline", tree)
         base = Side(name=base.name, tree=base.tree, commit=base.commit, dirty=False, workload=base.workload)
         verdict, decisions, ab_samples, why = _ab(
-            runner, candidate, base, thresholds=thresholds, config=config, deadline=deadline, say=say
+            runner,
+            candidate,
+            base,
+            thresholds=thresholds,
+            config=config,
+            deadline=deadline,
+            say=say,
+            candidate_warm=bool(prior),
         )
     samples.extend(ab_samples)
     steps.append(f"A/B against {ref} ({base.commit[:12]}): {verdict.value}, {why}")
