@@ -38,6 +38,7 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
             "--cov-report=json:var/coverage.json",
         ]
     ],
+    "perf": [[PY, "-m", "montage.ops.perf", "guard"]],  # `nox -s perf -- --update-baseline` recaptures
     "lint": [
         [PY, "-m", "ruff", "check", "."],
         [PY, "-m", "ruff", "format", "--check", "."],
@@ -52,6 +53,8 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
 # montage.ops.invoke_tasks.
 INVOKE_TASKS: dict[str, list[list[str]]] = {
     "lint": NOX_SESSIONS["lint"],
+    "perf.baseline": [[PY, "-m", "montage.ops.perf", "baseline"]],
+    "perf.guard": NOX_SESSIONS["perf"],
     "scan": NOX_SESSIONS["scan"],
     "tests": NOX_SESSIONS["tests"],
 }
