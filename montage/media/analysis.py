@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -19,10 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from montage.flags import atomic_write_text
 from montage.media.ffmpeg import FFmpegTools, ProgressCallback, run_ffmpeg
 from montage.media.video_processor import MediaInfo
 
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3
 WINDOW_S = 0.5
 SCENE_THRESHOLD = 10.0  # scdet score (0..100) at which a frame starts a new shot
 SILENCE_DB = -40.0
@@ -54,7 +54,7 @@ class Analysis:
     scene_cuts: list[float] = field(default_factory=list)
     silences: list[tuple[float, float]] = field(default_factory=list)
     blacks: list[tuple[float, float]] = field(default_factory=list)
-    integrated_lufs: float | None = None
+    integrated_lufs: float | None = None  # of the mono downmix the meter hears
     source_sha256: str = ""
     version: int = ANALYSIS_VERSION
 
@@ -87,25 +87,23 @@ def _rotation_filters(rotation: int) -> list[str]:
 def build_graph(info: MediaInfo, workdir: Path) -> tuple[str, list[str]]:
     """The analysis filter graph and the output arguments (paths inside ``workdir``, which Montage names)."""
     chains: list[str] = []
-    maps: list[str] = []
+    outputs: list[str] = []
     if info.has_video:
         rotate = _rotation_filters(info.video[0].rotation)
-        pre = ",".join([f"scale={ANALYSIS_W}:{ANALYSIS_H}:flags=fast_bilinear", "format=gray", *rotate])
-        chains.append(f"[0:v:0]{pre},split[va][vb]")
-        chains.append(
-            f"[va]scdet=threshold={SCENE_THRESHOLD:g},blackdetect=d={BLACK_MIN_S:g}:pix_th=0.10,"
-            f"metadata=mode=print:file={workdir / 'video.txt'}[vout]"
-        )
-        chains.append(f"[vb]fps={THUMB_FPS},scale={THUMB_W}:{THUMB_H}:flags=area[thumbs]")
-        maps += ["-map", "[vout]"]
+        # One chain, no split: per-frame detectors first, then the same frames thinned to 2 fps thumbnails.
+        chain = [f"scale={ANALYSIS_W}:{ANALYSIS_H}:flags=fast_bilinear", "format=gray", *rotate]
+        chain += [f"scdet=threshold={SCENE_THRESHOLD:g}", f"blackdetect=d={BLACK_MIN_S:g}:pix_th=0.10"]
+        chain += [f"metadata=mode=print:file={workdir / 'video.txt'}", f"fps={THUMB_FPS}"]
+        chain += [f"scale={THUMB_W}:{THUMB_H}:flags=area"]
+        chains.append("[0:v:0]" + ",".join(chain) + "[thumbs]")
     if info.has_audio:
+        # A mono downmix halves the meter's cost; the scorer only compares windows of one input.
         chains.append(
-            "[0:a:0]aformat=channel_layouts=stereo,ebur128=metadata=1,"
+            "[0:a:0]aformat=channel_layouts=mono,ebur128=metadata=1:framelog=verbose,"
             f"silencedetect=n={SILENCE_DB:g}dB:d={SILENCE_MIN_S:g},"
             f"ametadata=mode=print:file={workdir / 'audio.txt'}[aout]"
         )
-        maps += ["-map", "[aout]"]
-    outputs = [*maps, "-f", "null", "-"]
+        outputs += ["-map", "[aout]", "-f", "null", "-"]
     if info.has_video:
         outputs += ["-map", "[thumbs]", "-f", "rawvideo", "-pix_fmt", "gray", str(workdir / "thumbs.gray")]
     return ";".join(chains), outputs
@@ -284,16 +282,3 @@ def analyse(
     if cached is not None:
         atomic_write_text(cached, json.dumps(result.to_json()))
     return result
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

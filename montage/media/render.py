@@ -22,7 +22,7 @@ from typing import Any
 
 from montage.errors import MediaError
 from montage.media.ffmpeg import FFmpegTools, ProgressCallback, run_ffmpeg
-from montage.media.plan import EditPlan, PlanSegment
+from montage.media.plan import EditPlan
 from montage.media.video_processor import MediaInfo
 
 SILENT_LUFS = -70.0
@@ -343,7 +343,3 @@ def verify_loudness(tools: FFmpegTools, path: Path, target: float) -> Verificati
     ok = abs(measured - target) <= LOUDNESS_TOLERANCE_LU
     reason = f"measured {measured:.1f} LUFS, target {target:.1f} LUFS, tolerance {LOUDNESS_TOLERANCE_LU:g} LU"
     return Verification("PASS" if ok else "FAIL", target, measured, reason)
-
-
-def segment_count_frames(seg: PlanSegment, fps: float) -> int:
-    return int(round(seg.duration * fps))

@@ -248,3 +248,60 @@ def test_works_without_system_ffmpeg(tmp_path: Path) -> None:
     summary = json.loads(proc.stdout)
     assert summary["tools"]["ffmpeg_source"] == "imageio-ffmpeg" and summary["tools"]["ffprobe"] is None
     assert summary["loudness"]["verdict"] == "PASS" and out.is_file()
+
+
+def _frame(tools: FFmpegTools, path: Path, t: float) -> bytes:
+    import subprocess
+
+    argv = [tools.ffmpeg, "-v", "error", "-ss", f"{t:.3f}", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+            "-pix_fmt", "gray", "-"]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, timeout=60, check=True).stdout
+
+
+def test_captions_are_burned_in(
+    story_clip: Path, tools: FFmpegTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    words = [
+        {"word": w, "start": 2.0 + i * 0.5, "end": 2.4 + i * 0.5}
+        for i, w in enumerate("Quotes ' \" {and} \\N here.".split())
+    ]
+    transcript = tmp_path / "t.json"
+    transcript.write_text(json.dumps(words))
+    plan_path = tmp_path / "cap.json"
+    args = [str(story_clip), "-o", str(plan_path), "--plan-only", "--duration", "4", "--transcript", str(transcript)]
+    assert _run(capsys, *args, "--captions")[0] == 0
+    raw = json.loads(plan_path.read_text())
+    raw["segments"] = [{"source": 0, "start": 1.5, "end": 5.5, "role": "hook"}]
+    raw["effects"]["captions"] = [{"start": 0.5, "end": 3.5, "text": "Quotes ' \" {and} \\N here."}]
+    plan_path.write_text(json.dumps(raw))
+    with_caps = tmp_path / "with.mp4"
+    assert _run(capsys, "--from-plan", str(plan_path), "-o", str(with_caps))[0] == 0
+    raw["effects"]["captions"] = []
+    plan_path.write_text(json.dumps(raw))
+    without = tmp_path / "without.mp4"
+    assert _run(capsys, "--from-plan", str(plan_path), "-o", str(without))[0] == 0
+    a, b = _frame(tools, with_caps, 2.0), _frame(tools, without, 2.0)
+    w, h = 320, 180
+    bottom = slice(w * (h * 2 // 3), w * h)
+    changed = sum(1 for x, y in zip(a[bottom], b[bottom], strict=True) if abs(x - y) > 40)
+    assert changed > 200, "no caption pixels in the lower third"
+    top = slice(0, w * (h // 3))
+    assert sum(1 for x, y in zip(a[top], b[top], strict=True) if abs(x - y) > 40) < 50
+
+
+def test_two_inputs(
+    story_clip: Path,
+    make_clip: Callable[..., Path],
+    tools: FFmpegTools,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    second = make_clip(
+        "second.mp4", video="mandelbrot=s=320x180:r=25", audio="anoisesrc=c=pink:a=0.3:d=8", extra=["-t", "8"]
+    )
+    out = tmp_path / "two.mp4"
+    code, data, err = _run(capsys, str(story_clip), str(second), "-o", str(out), "--duration", "12")
+    assert code == 0, err
+    plan = load_plan(out.with_name("two.plan.json"))
+    assert len(plan.sources) == 2 and {s.source for s in plan.segments} == {0, 1}
+    assert_done_when(tools, out, duration=12.0, aspect="16:9", lufs=-16.0)
