@@ -102,17 +102,15 @@ def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
     import uvicorn
 
     from montage.service.app import create_app
-    from montage.service.imports import optional_import
 
     settings = loaded.settings
     svc = settings.service
-    loop_impl = "uvloop" if optional_import("uvloop") is not None else "asyncio"
     app = create_app(loaded)
     config = uvicorn.Config(
         app,
         host=svc.host,
         port=svc.port,
-        loop=loop_impl,
+        loop="auto",
         log_config=None,
         timeout_graceful_shutdown=int(svc.drain_grace_s) or None,
     )
