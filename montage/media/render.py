@@ -101,7 +101,10 @@ def _segment_inputs(
         inp = ffmpeg.input("file:" + str(info.path), ss=f"{seg.start:.6f}", t=f"{dur + 0.25:.6f}")
         video = audio = None
         if with_video:
-            v = inp["v:0"].filter("setpts", "PTS-STARTPTS").filter("fps", fps=fps)
+            v = inp["v:0"]
+            if info.video[0].interlaced:
+                v = v.filter("bwdif", mode="send_frame")
+            v = v.filter("setpts", "PTS-STARTPTS").filter("fps", fps=fps)
             v = _frame(
                 v, info, plan.render.width, plan.render.height, seg.crop_x if plan.effects.framing == "motion" else 0.5
             )

@@ -305,3 +305,25 @@ def test_two_inputs(
     plan = load_plan(out.with_name("two.plan.json"))
     assert len(plan.sources) == 2 and {s.source for s in plan.segments} == {0, 1}
     assert_done_when(tools, out, duration=12.0, aspect="16:9", lufs=-16.0)
+
+
+def test_truncated_recording_uses_what_decodes(
+    story_clip: Path, tools: FFmpegTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interrupted recording whose index survived (moov first): the intact part is used, and the summary says so."""
+    import subprocess
+
+    whole = tmp_path / "faststart.mp4"
+    subprocess.run([tools.ffmpeg, "-v", "error", "-i", str(story_clip), "-c", "copy", "-movflags", "+faststart",
+                    str(whole)], check=True, timeout=60)  # fmt: skip
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.55)])
+    out = tmp_path / "cut-montage.mp4"
+    code, data, err = _run(capsys, str(cut), "-o", str(out), "--duration", "20")
+    assert code == 0, err
+    notes = " ".join(data["notes"])  # type: ignore[arg-type]
+    assert "decodes only to" in notes
+    plan = load_plan(out.with_name("cut-montage.plan.json"))
+    decoded = float(notes.split("decodes only to ")[1].split(" s")[0])
+    assert 2.0 < decoded < 20.0 and all(s.end <= decoded + 0.06 for s in plan.segments)
+    assert_done_when(tools, out, duration=decoded, aspect="16:9", lufs=-16.0)
