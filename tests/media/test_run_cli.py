@@ -327,3 +327,41 @@ def test_truncated_recording_uses_what_decodes(
     decoded = float(notes.split("decodes only to ")[1].split(" s")[0])
     assert 2.0 < decoded < 20.0 and all(s.end <= decoded + 0.06 for s in plan.segments)
     assert_done_when(tools, out, duration=decoded, aspect="16:9", lufs=-16.0)
+
+
+def test_sigterm_stops_ffmpeg_and_cleans_up(story_clip: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    out_dir = tmp_path / "sig"
+    out_dir.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp_path), MONTAGE_MEDIA__PRESET="veryslow")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "montage", "run", str(story_clip), "-o", str(out_dir / "m.mp4"), "--duration", "20"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "render 0%" in line:
+                break
+        time.sleep(0.5)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("ffmpeg" in c.name() for c in children)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=30) == 130, rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert "stopped by SIGTERM" in rest and "Traceback" not in rest
+    psutil.wait_procs(children, timeout=10)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["m.plan.json"]
+    assert leftover_temp_files(tmp_path) == []
