@@ -20,7 +20,7 @@ from typing import Any
 
 from montage.errors import MediaError
 from montage.flags import atomic_write_text
-from montage.media.ffmpeg import FFmpegTools, ProgressCallback, run_ffmpeg
+from montage.media.ffmpeg import FFmpegTools, ProgressCallback, filter_path, run_ffmpeg
 from montage.media.video_processor import MediaInfo
 
 ANALYSIS_VERSION = 4
@@ -90,12 +90,13 @@ def build_graph(info: MediaInfo, workdir: Path) -> tuple[str, list[str]]:
     """The analysis filter graph and the output arguments (paths inside ``workdir``, which Montage names)."""
     chains: list[str] = []
     outputs: list[str] = []
+    video_txt, audio_txt = filter_path(workdir / "video.txt"), filter_path(workdir / "audio.txt")
     if info.has_video:
         rotate = _rotation_filters(info.video[0].rotation)
         # One chain, no split: per-frame detectors first, then the same frames thinned to 2 fps thumbnails.
         chain = [f"scale={ANALYSIS_W}:{ANALYSIS_H}:flags=fast_bilinear", "format=gray", *rotate]
         chain += [f"scdet=threshold={SCENE_THRESHOLD:g}", f"blackdetect=d={BLACK_MIN_S:g}:pix_th=0.10"]
-        chain += [f"metadata=mode=print:file={workdir / 'video.txt'}", f"fps={THUMB_FPS}"]
+        chain += [f"metadata=mode=print:file={video_txt}", f"fps={THUMB_FPS}"]
         chain += [f"scale={THUMB_W}:{THUMB_H}:flags=area"]
         chains.append("[0:v:0]" + ",".join(chain) + "[thumbs]")
     if info.has_audio:
@@ -103,7 +104,7 @@ def build_graph(info: MediaInfo, workdir: Path) -> tuple[str, list[str]]:
         chains.append(
             "[0:a:0]aformat=channel_layouts=mono,ebur128=metadata=1:framelog=verbose,"
             f"silencedetect=n={SILENCE_DB:g}dB:d={SILENCE_MIN_S:g},"
-            f"ametadata=mode=print:file={workdir / 'audio.txt'}[aout]"
+            f"ametadata=mode=print:file={audio_txt}[aout]"
         )
         outputs += ["-map", "[aout]", "-f", "null", "-"]
     if info.has_video:

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from montage.errors import MediaError
-from montage.media.ffmpeg import FFmpegTools, ProgressCallback, run_ffmpeg
+from montage.media.ffmpeg import FFmpegTools, ProgressCallback, filter_path, run_ffmpeg
 from montage.media.plan import EditPlan
 from montage.media.video_processor import MediaInfo
 
 SILENT_LUFS = -70.0
 LOUDNESS_TOLERANCE_LU = 1.0
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 _INTEGRATED_RE = re.compile(r"Integrated loudness:\s*\n\s*I:\s*(-?[\d.]+|-inf|nan)\s*LUFS")
 
 
@@ -61,16 +60,6 @@ def output_size(aspect: str, display_w: int, display_h: int) -> tuple[int, int]:
     short = min(720, _even(min(display_w, display_h)))
     long = _even(short * 16 / 9)
     return (long, short) if aspect == "16:9" else (short, long)
-
-
-def _filter_path(path: Path) -> str:
-    """A path that is safe inside a filter argument (Montage names these files itself)."""
-    text = str(path)
-    if not _SAFE_PATH.match(text):
-        raise MediaError(
-            f"Temporary path {text!r} has characters unsafe in an ffmpeg filter; set TMPDIR to a plain path."
-        )
-    return text
 
 
 def _frame(stream: Any, info: MediaInfo, width: int, height: int, crop_x: float) -> Any:
@@ -284,7 +273,7 @@ def render(
         if plan.effects.captions:
             ass = workdir / "captions.ass"
             write_ass(plan, ass)
-            video = video.filter("subtitles", _filter_path(ass))
+            video = video.filter("subtitles", filter_path(ass))
         streams = [video]
         out_opts: dict[str, Any] = {
             "vcodec": "libx264",
