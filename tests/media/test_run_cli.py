@@ -365,3 +365,22 @@ def test_sigterm_stops_ffmpeg_and_cleans_up(story_clip: Path, tmp_path: Path) ->
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert sorted(p.name for p in out_dir.iterdir()) == ["m.plan.json"]
     assert leftover_temp_files(tmp_path) == []
+
+
+def test_many_short_segments(
+    story_clip: Path, tools: FFmpegTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More segments than FRAME_THREAD_SEGMENTS: single-threaded decoders, same exact cuts and checks."""
+    from montage.media.render import FRAME_THREAD_SEGMENTS
+
+    plan_path = tmp_path / "many.json"
+    assert _run(capsys, str(story_clip), "-o", str(plan_path), "--plan-only", "--duration", "5")[0] == 0
+    raw = json.loads(plan_path.read_text())
+    n = FRAME_THREAD_SEGMENTS + 4
+    raw["segments"] = [{"source": 0, "start": 1.5 + 1.8 * i, "end": 2.0 + 1.8 * i} for i in range(n)]
+    plan_path.write_text(json.dumps(raw))
+    out = tmp_path / "many.mp4"
+    code, data, err = _run(capsys, "--from-plan", str(plan_path), "-o", str(out))
+    assert code == 0, err
+    assert data["segments"] == n
+    assert_done_when(tools, out, duration=0.5 * n, aspect="16:9", lufs=-16.0)
