@@ -400,3 +400,23 @@ def test_unreachable_loudness_fails_honestly(
     assert code == 1
     assert "loudness:  FAIL" in captured.out and "loudness check failed" in captured.err
     assert out.is_file()  # the render itself is complete and kept; the summary says it misses the target
+
+
+def test_crop_follows_motion(
+    make_clip: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Motion only on the right of a 16:9 frame: the 9:16 window moves right; --framing centre keeps it centred."""
+    clip = make_clip(
+        "right-motion.mp4",
+        video="color=c=gray:s=320x180:r=25:d=6[bg];testsrc2=s=60x60:r=25:d=6[fg];"
+        "[bg][fg]overlay=x=240+15*sin(t*6):y=60+40*sin(t*4)",
+        audio="sine=f=300:d=6",
+    )  # fmt: skip
+    plan_path = tmp_path / "crop.json"
+    assert _run(capsys, str(clip), "-o", str(plan_path), "--plan-only", "--duration", "4", "--aspect", "9:16")[0] == 0
+    plan = load_plan(plan_path)
+    assert plan.effects.framing == "motion"
+    assert all(s.crop_x > 0.7 for s in plan.segments), [s.crop_x for s in plan.segments]
+    assert _run(capsys, str(clip), "-o", str(plan_path), "--plan-only", "--duration", "4", "--aspect", "9:16",
+                "--framing", "centre")[0] == 0  # fmt: skip
+    assert load_plan(plan_path).effects.framing == "centre"
