@@ -420,3 +420,14 @@ def test_crop_follows_motion(
     assert _run(capsys, str(clip), "-o", str(plan_path), "--plan-only", "--duration", "4", "--aspect", "9:16",
                 "--framing", "centre")[0] == 0  # fmt: skip
     assert load_plan(plan_path).effects.framing == "centre"
+
+
+def test_long_crossfade_is_fitted(
+    story_clip: Path, tools: FFmpegTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "xf.mp4"
+    code, data, err = _run(capsys, str(story_clip), "-o", str(out), "--duration", "9", "--crossfade", "2")
+    assert code == 0, err
+    plan = load_plan(out.with_name("xf.plan.json"))
+    assert 0 < plan.effects.crossfade <= min(s.duration for s in plan.segments) / 2
+    assert_done_when(tools, out, duration=9.0, aspect="16:9", lufs=-16.0)
