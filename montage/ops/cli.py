@@ -296,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(COMMANDS[args.command](Ctx(args)))
+    except BrokenPipeError:  # `... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return ExitCode.OK
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no bundle was written for the interrupted run", file=sys.stderr)
         return ExitCode.INTERRUPTED

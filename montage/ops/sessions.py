@@ -38,6 +38,7 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
             "--cov-report=json:var/coverage.json",
         ]
     ],
+    "perf": [[PY, "-m", "montage.ops.perf", "guard"]],  # `nox -s perf -- --update-baseline` recaptures
     "lint": [
         [PY, "-m", "ruff", "check", "."],
         [PY, "-m", "ruff", "format", "--check", "."],
@@ -45,12 +46,15 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
     ],
     "scan": [[PY, "-m", "montage.ops", "scan"]],
     "tests": [[PY, "-m", "pytest"]],
+    "migrations": [[PY, "-m", "montage", "db", "check", "--backend", "sqlite", "--backend", "postgresql"]],
 }
 
 # invoke NAME (dotted names become namespaces: "perf.guard").  The phase.* tasks are built in
 # montage.ops.invoke_tasks.
 INVOKE_TASKS: dict[str, list[list[str]]] = {
     "lint": NOX_SESSIONS["lint"],
+    "perf.baseline": [[PY, "-m", "montage.ops.perf", "baseline"]],
+    "perf.guard": NOX_SESSIONS["perf"],
     "scan": NOX_SESSIONS["scan"],
     "tests": NOX_SESSIONS["tests"],
 }
@@ -105,11 +109,13 @@ def run_chain(
     extra: Sequence[str] = (),
     cwd: Path | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    echo: bool = True,
 ) -> int:
     """Run each command in turn; return the first non-zero exit code (else 0)."""
     for i, argv in enumerate(commands):
         full = resolve(argv) + (list(extra) if i == len(commands) - 1 else [])
-        print("$ " + " ".join(full), file=sys.stderr, flush=True)
+        if echo:
+            print("$ " + " ".join(full), file=sys.stderr, flush=True)
         proc = subprocess.Popen(full, cwd=cwd or repo_root())
         try:
             rc = proc.wait(timeout=timeout_s)

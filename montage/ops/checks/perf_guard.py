@@ -1,0 +1,141 @@
+"""``perf_guard``: run the perf guard and keep its raw samples and report in the bundle.
+
+Runs ``python -m montage.ops.perf guard`` with the thresholds of the gate entry (defaults: fps
+-10 %, RSS +15 %), writing perf_report.json / .md / .svg into the evidence. The judgement is
+recomputed from the stored raw samples (seeded bootstrap), so ``phase.verify`` gets the same
+verdict. INCONCLUSIVE stays INCONCLUSIVE (never PASS). When phase 7's rollback switched the guard
+off (``PERF_GUARD_ENABLED=false`` in the flags file) nothing is measured: INCONCLUSIVE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from montage.ops._proc import run_logged
+from montage.ops.checks.base import (
+    CheckContext,
+    EvidenceError,
+    Judgement,
+    KindParams,
+    Verdict,
+    error_judgement,
+    present,
+    read_json,
+)
+
+REPORT = "perf_report.json"
+FILES = ["guard.json", "guard.log", REPORT, "perf_report.md", "perf_report.svg"]
+EXIT_OF = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}
+
+
+class Params(KindParams):
+    max_fps_drop: float = Field(0.10, gt=0, lt=1, description="FAIL when CPU-time fps is surely lower by more")
+    max_rss_growth: float = Field(0.15, gt=0, lt=1, description="FAIL when ffmpeg peak RSS is surely higher by more")
+    baseline: str | None = Field(None, description="git ref: force an A/B run against it")
+    baseline_file: str = Field("perf_baseline.json", min_length=1)
+    budget_s: float = Field(90.0, gt=0, le=3600, description="time after which an undecided guard stops")
+    seed: int = 0
+    timeout_s: float = Field(600.0, gt=0, le=7200)
+
+
+def _flags_file(repo_root: Path) -> Path:
+    path = Path(os.environ.get("MONTAGE_OPS__FLAGS_FILE", "var/flags.json"))
+    return path if path.is_absolute() else repo_root / path
+
+
+def run(params: Params, ctx: CheckContext) -> Judgement:
+    from montage.ops.perf import policy
+
+    flags = _flags_file(ctx.repo_root)
+    if not policy.guard_enabled(flags):
+        ctx.write_json("guard.json", {"disabled": True, "flag": policy.FLAG, "flags_file": str(flags)})
+        return rejudge(params, ctx.evidence_dir)
+    argv = [
+        sys.executable, "-m", "montage.ops.perf", "--repo", str(ctx.repo_root), "guard",
+        "--baseline-file", str(ctx.repo_root / params.baseline_file), "--report-dir", str(ctx.evidence_dir),
+        "--history", str(ctx.repo_root / "var/perf/history.jsonl"), "--flags-file", str(flags),
+        "--max-fps-drop", repr(params.max_fps_drop), "--max-rss-growth", repr(params.max_rss_growth),
+        "--budget", repr(params.budget_s), "--seed", str(params.seed),
+    ]  # fmt: skip
+    if params.baseline:
+        argv += ["--baseline", params.baseline]
+    done = run_logged(argv, ctx.evidence_dir / "guard.log", ctx.repo_root, params.timeout_s, ctx.env)
+    ctx.write_json(
+        "guard.json",
+        {"disabled": False, "argv": done.argv, "exit_code": done.returncode, "timed_out": done.timed_out},
+    )
+    return rejudge(params, ctx.evidence_dir)
+
+
+def _interval(decision: Any) -> Any:
+    return decision.interval.to_dict() if decision.interval else None
+
+
+def rejudge(params: Params, evidence_dir: Path) -> Judgement:
+    from montage.ops.perf.guard import GuardConfig, Thresholds
+    from montage.ops.perf.guard import rejudge as judge_samples
+    from montage.ops.perf.measure import RunSample
+
+    expected = (
+        f"CPU-time fps not surely lower than -{params.max_fps_drop:.0%} and ffmpeg peak RSS not surely higher "
+        f"than +{params.max_rss_growth:.0%} (95 % bootstrap interval of the ratio); PASS only when both clear"
+    )
+    evidence = present(evidence_dir, FILES)
+    try:
+        record = read_json(evidence_dir / "guard.json")
+    except EvidenceError as exc:
+        return error_judgement(expected, str(exc), evidence)
+    if record.get("disabled"):
+        return Judgement(
+            verdict=Verdict.INCONCLUSIVE,
+            value={"disabled": True},
+            expected=expected,
+            reason=f"perf guard disabled: {record.get('flag')}=false in {record.get('flags_file')} (phase 7 rollback)",
+            evidence=evidence,
+        )
+    if not (evidence_dir / REPORT).is_file():
+        tail = ""
+        if (evidence_dir / "guard.log").is_file():
+            lines = (evidence_dir / "guard.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            tail = lines[-1][:300] if lines else ""
+        why = "timed out" if record.get("timed_out") else f"exit code {record.get('exit_code')}"
+        return error_judgement(expected, f"the guard wrote no report ({why}): {tail}", evidence)
+    try:
+        doc = json.loads((evidence_dir / REPORT).read_text(encoding="utf-8"))
+        thresholds = Thresholds(**doc["thresholds"])
+        verdict, decisions = judge_samples(
+            doc["mode"],
+            [RunSample.from_dict(s) for s in doc["samples"]],
+            doc["baseline"]["samples"],
+            thresholds,
+            GuardConfig(**doc["config"]),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return error_judgement(expected, f"{REPORT} is unreadable: {type(exc).__name__}: {exc}", evidence)
+    wanted = Thresholds(max_fps_drop=params.max_fps_drop, max_rss_growth=params.max_rss_growth)
+    if thresholds != wanted:
+        return error_judgement(expected, f"{REPORT} was judged with {thresholds}, the gate says {wanted}", evidence)
+    if verdict.value != doc["verdict"] or EXIT_OF[verdict.value] != record.get("exit_code"):
+        return error_judgement(
+            expected,
+            f"re-judged {verdict.value} but the report says {doc['verdict']} (exit {record.get('exit_code')})",
+            evidence,
+        )
+    value = {
+        "verdict": verdict.value,
+        "mode": doc["mode"],
+        "fps_ratio": _interval(decisions["fps"]),
+        "rss_ratio": _interval(decisions["rss"]),
+        "candidate_commit": doc["sides"].get("candidate", {}).get("commit"),
+        "baseline_commit": doc["sides"].get("baseline", {}).get("commit") or doc["baseline"].get("commit"),
+        "runs": sum(1 for s in doc["samples"] if not s["warmup"]),
+        "elapsed_s": doc["elapsed_s"],
+    }
+    reason = f"{doc['reason']}; fps {decisions['fps'].reason}; rss {decisions['rss'].reason}"
+    return Judgement(verdict=Verdict(verdict.value), value=value, expected=expected, reason=reason, evidence=evidence)

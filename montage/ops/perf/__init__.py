@@ -1,0 +1,1 @@
+"""Performance guard: reference workload, measurement, baseline, guard, report."""

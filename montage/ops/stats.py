@@ -1,0 +1,252 @@
+"""Seeded statistics shared by the perf guard and the canary.
+
+Everything here is stdlib-only and deterministic for a given seed, so a proof bundle that stores
+the raw samples can be re-judged later and give the same verdict, bit for bit.
+
+Public API
+----------
+``median(values)``
+    The median (mean of the two middle values for an even count).
+``bootstrap_ratio(candidate, baseline, *, paired=False, confidence=0.95, resamples=2000, seed=0)``
+    Percentile-bootstrap confidence interval of ``median(candidate) / median(baseline)``.
+    *Unpaired*: each side is resampled on its own (two independent sets of runs, e.g. a stored
+    baseline against today's runs). *Paired*: the same indices are drawn for both sides, which keeps
+    the pairing of interleaved A/B runs (run ``i`` of A and run ``i`` of B shared the same neighbour
+    noise) and so gives a tighter interval when the noise is shared.
+``wilson_interval(successes, trials, *, confidence=0.95)``
+    Wilson score interval of a proportion (e.g. the 5xx rate of a canary from pooled counts).
+``decide(interval, *, threshold, worse="lower")``
+    Three-way verdict of an interval against a threshold: FAIL only when the whole interval lies
+    beyond the threshold, PASS when the whole interval clears it, INCONCLUSIVE when it straddles it.
+``judge_ratio(candidate, baseline, *, threshold, worse, ...)``
+    ``bootstrap_ratio`` then ``decide``; INCONCLUSIVE (never PASS) when either side has fewer than
+    ``min_samples`` samples.
+
+Example: fps must not drop by more than 10 %::
+
+    d = judge_ratio(cand_fps, base_fps, threshold=0.90, worse="lower", paired=True, seed=7)
+    d.verdict  # Verdict.PASS / FAIL / INCONCLUSIVE
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from statistics import NormalDist
+from typing import Any, Literal
+
+Worse = Literal["lower", "higher"]
+
+DEFAULT_RESAMPLES = 2000
+DEFAULT_CONFIDENCE = 0.95
+
+
+class Verdict(enum.StrEnum):
+    """Outcome of a statistical decision."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A confidence interval around a point estimate."""
+
+    point: float
+    low: float
+    high: float
+    confidence: float
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A verdict with the interval and threshold it was decided on and a one-line reason."""
+
+    verdict: Verdict
+    interval: Interval | None
+    threshold: float
+    worse: Worse
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value,
+            "interval": self.interval.to_dict() if self.interval else None,
+            "threshold": self.threshold,
+            "worse": self.worse,
+            "reason": self.reason,
+        }
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of ``values``; raises ``ValueError`` when empty."""
+    if not values:
+        raise ValueError("median of an empty sequence")
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    if n % 2:
+        return float(ordered[mid])
+    return (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """Linear-interpolated quantile of an already sorted sequence (numpy's default method)."""
+    pos = q * (len(ordered) - 1)
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
+
+
+def _check_samples(name: str, values: Sequence[float]) -> None:
+    if not values:
+        raise ValueError(f"{name}: no samples")
+    for v in values:
+        if not math.isfinite(v):
+            raise ValueError(f"{name}: non-finite sample {v!r}")
+
+
+def bootstrap_ratio(
+    candidate: Sequence[float],
+    baseline: Sequence[float],
+    *,
+    paired: bool = False,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> Interval:
+    """Percentile-bootstrap interval of ``median(candidate) / median(baseline)``.
+
+    ``paired=True`` needs equal lengths and resamples index pairs. The baseline's median (and every
+    resampled one) must be positive. Same inputs and seed: same interval, on every platform
+    (``random.Random`` is specified to be reproducible for a seed).
+    """
+    _check_confidence(confidence)
+    _check_samples("candidate", candidate)
+    _check_samples("baseline", baseline)
+    if resamples < 100:
+        raise ValueError(f"resamples must be at least 100, got {resamples}")
+    if paired and len(candidate) != len(baseline):
+        raise ValueError(f"paired bootstrap needs equal sample counts, got {len(candidate)} and {len(baseline)}")
+    if min(baseline) <= 0:
+        raise ValueError("baseline samples must be positive to form a ratio")
+    point = median(candidate) / median(baseline)
+    rng = random.Random(seed)
+    nc, nb = len(candidate), len(baseline)
+    ratios: list[float] = []
+    for _ in range(resamples):
+        if paired:
+            idx = [rng.randrange(nc) for _ in range(nc)]
+            c = [candidate[i] for i in idx]
+            b = [baseline[i] for i in idx]
+        else:
+            c = [candidate[rng.randrange(nc)] for _ in range(nc)]
+            b = [baseline[rng.randrange(nb)] for _ in range(nb)]
+        ratios.append(median(c) / median(b))
+    ratios.sort()
+    alpha = (1.0 - confidence) / 2.0
+    return Interval(
+        point=point,
+        low=_quantile(ratios, alpha),
+        high=_quantile(ratios, 1.0 - alpha),
+        confidence=confidence,
+        method=f"bootstrap-{'paired' if paired else 'unpaired'}-median-ratio(resamples={resamples},seed={seed})",
+    )
+
+
+def wilson_interval(successes: int, trials: int, *, confidence: float = DEFAULT_CONFIDENCE) -> Interval:
+    """Wilson score interval of the proportion ``successes / trials``."""
+    _check_confidence(confidence)
+    if trials <= 0:
+        raise ValueError(f"trials must be positive, got {trials}")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must lie in [0, {trials}], got {successes}")
+    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+    p = successes / trials
+    denom = 1.0 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return Interval(
+        point=p,
+        # The interval is exactly [0, ...] at 0 successes and [..., 1] at all successes.
+        low=0.0 if successes == 0 else max(0.0, centre - half),
+        high=1.0 if successes == trials else min(1.0, centre + half),
+        confidence=confidence,
+        method="wilson",
+    )
+
+
+def decide(interval: Interval, *, threshold: float, worse: Worse = "lower") -> Decision:
+    """Judge ``interval`` against ``threshold``.
+
+    ``worse="lower"``: values below the threshold are bad (e.g. an fps ratio against 0.90).
+    ``worse="higher"``: values above it are bad (e.g. an RSS ratio against 1.15, an error rate
+    against 0.01). FAIL only when the whole interval is on the bad side, PASS when the whole
+    interval is on the good side (touching the threshold counts as good), else INCONCLUSIVE.
+    """
+    lo, hi = interval.low, interval.high
+    span = f"[{lo:.4f}, {hi:.4f}] (point {interval.point:.4f}, {interval.confidence:.0%} CI)"
+    if worse == "lower":
+        if hi < threshold:
+            return Decision(Verdict.FAIL, interval, threshold, worse, f"{span} lies below {threshold:.4f}")
+        if lo >= threshold:
+            return Decision(Verdict.PASS, interval, threshold, worse, f"{span} clears {threshold:.4f}")
+    elif worse == "higher":
+        if lo > threshold:
+            return Decision(Verdict.FAIL, interval, threshold, worse, f"{span} lies above {threshold:.4f}")
+        if hi <= threshold:
+            return Decision(Verdict.PASS, interval, threshold, worse, f"{span} clears {threshold:.4f}")
+    else:
+        raise ValueError(f"worse must be 'lower' or 'higher', got {worse!r}")
+    return Decision(Verdict.INCONCLUSIVE, interval, threshold, worse, f"{span} straddles {threshold:.4f}")
+
+
+def judge_ratio(
+    candidate: Sequence[float],
+    baseline: Sequence[float],
+    *,
+    threshold: float,
+    worse: Worse,
+    paired: bool = False,
+    confidence: float = DEFAULT_CONFIDENCE,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    min_samples: int = 3,
+) -> Decision:
+    """Bootstrap the ratio of medians and decide; too few samples on either side is INCONCLUSIVE."""
+    if len(candidate) < min_samples or len(baseline) < min_samples:
+        return Decision(
+            Verdict.INCONCLUSIVE,
+            None,
+            threshold,
+            worse,
+            f"too few samples (candidate {len(candidate)}, baseline {len(baseline)}; need {min_samples} each)",
+        )
+    interval = bootstrap_ratio(
+        candidate, baseline, paired=paired, confidence=confidence, resamples=resamples, seed=seed
+    )
+    return decide(interval, threshold=threshold, worse=worse)
+
+
+def combine(verdicts: Sequence[Verdict]) -> Verdict:
+    """Overall verdict of several metrics: any FAIL fails, all PASS passes, else INCONCLUSIVE."""
+    if not verdicts:
+        return Verdict.INCONCLUSIVE
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL
+    if all(v is Verdict.PASS for v in verdicts):
+        return Verdict.PASS
+    return Verdict.INCONCLUSIVE
