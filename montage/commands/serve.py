@@ -57,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_migrate:
         from montage.db import migrate
 
+        url = settings.db.url.get_secret_value()
         with translate_db_errors("montage serve (migrating the database)"):
-            migrate.upgrade(settings.db.url.get_secret_value())
-        log.info("database at revision %s", migrate.head_revision())
+            before = migrate.current(url)
+            migrate.upgrade(url)
+        head = migrate.head_revision()
+        if before == head:
+            log.info("database at revision %s (head)", head)
+        else:
+            log.info("database migrated from revision %s to %s (head)", before or "base", head)
     return serve_forever(loaded, smoke=args.smoke)

@@ -24,7 +24,7 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
     from montage.db.migrate import head_revision
     from montage.service import admin, public
     from montage.service.context import ServiceContext
-    from montage.service.errors import install_error_handlers
+    from montage.service.errors import BodyLimitMiddleware, install_error_handlers
     from montage.service.metrics import MetricsMiddleware, ServiceMetrics
 
     db = database if database is not None else Database.from_settings(loaded.settings)
@@ -71,6 +71,9 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
         await refresh_job_metrics(ctx)
         return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    # The multipart envelope adds a little to the file itself; the handler checks the file's exact size.
+    body_limit = loaded.settings.service.upload_max_mb * 1024 * 1024 + 64 * 1024
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     return app
 

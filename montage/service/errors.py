@@ -92,3 +92,32 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(SQLAlchemyError, database_error)
     app.add_exception_handler(DatabaseUnavailable, database_error)
     app.add_exception_handler(Exception, unexpected)
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``limit`` bytes while they stream in (chunked uploads included).
+
+    Starlette spools a multipart upload to a temporary file before the handler sees it; counting in
+    ``receive`` stops an oversize upload at the limit instead of after it filled the disk.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise ApiError(413, "payload_too_large", f"request body exceeds {self.limit // (1024 * 1024)} MB")
+            return message
+
+        await self.app(scope, limited, send)

@@ -38,6 +38,7 @@ class RunResult:
     throughput: float
     p50_ms: float
     p99_ms: float
+    error_kinds: dict[str, int]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,31 +97,30 @@ def served(db_url: str, workdir: Path) -> Iterator[str]:
 
 async def _open_loop(
     base: str, scenario: str, rate: float, seconds: float, job_ids: list[str]
-) -> tuple[list[float], int, float]:
+) -> tuple[list[float], dict[str, int], float]:
     import httpx
 
     n = max(1, int(rate * seconds))
     latencies: list[float] = []
-    errors = 0
+    errors: dict[str, int] = {}
     limits = httpx.Limits(max_connections=128, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
 
         async def one(i: int) -> None:
-            nonlocal errors
             started = time.perf_counter()
             try:
                 if scenario == "status":
                     resp = await client.get(f"/v1/public/jobs/{job_ids[i % len(job_ids)]}")
-                    good = resp.status_code == 200
+                    kind = "ok" if resp.status_code == 200 else f"HTTP {resp.status_code}"
                 else:
                     resp = await client.post("/v1/public/jobs", json={"path": "clip.mp4", "duration": 10})
-                    good = resp.status_code == 202
-            except httpx.HTTPError:
-                good = False
-            if good:
+                    kind = "ok" if resp.status_code == 202 else f"HTTP {resp.status_code}"
+            except httpx.HTTPError as exc:
+                kind = type(exc).__name__  # e.g. ReadTimeout: the generator gave up after 10 s
+            if kind == "ok":
                 latencies.append(time.perf_counter() - started)
             else:
-                errors += 1
+                errors[kind] = errors.get(kind, 0) + 1
 
         start = time.perf_counter()
         tasks = []
@@ -152,10 +152,11 @@ def run_backend(backend: str, db_url: str, rates: list[float], seconds: float, w
         for rate in rates:
             for scenario in ("status", "submit"):
                 latencies, errors, wall = asyncio.run(_open_loop(base, scenario, rate, seconds, job_ids))
+                n_errors = sum(errors.values())
                 results.append(RunResult(
-                    backend, scenario, rate, len(latencies) + errors, len(latencies), errors,
+                    backend, scenario, rate, len(latencies) + n_errors, len(latencies), n_errors,
                     round(len(latencies) / wall, 1), round(percentile(latencies, 50) * 1000, 1),
-                    round(percentile(latencies, 99) * 1000, 1),
+                    round(percentile(latencies, 99) * 1000, 1), dict(sorted(errors.items())),
                 ))  # fmt: skip
                 print(_row(results[-1]), flush=True)
     return results
@@ -165,7 +166,8 @@ HEADER = "| backend | scenario | target req/s | sent | ok | errors | throughput 
 
 
 def _row(r: RunResult) -> str:
-    return (f"| {r.backend} | {r.scenario} | {r.rate:g} | {r.sent} | {r.ok} | {r.errors} | {r.throughput} | "
+    errors = f"{r.errors} ({', '.join(f'{k}: {n}' for k, n in r.error_kinds.items())})" if r.errors else "0"
+    return (f"| {r.backend} | {r.scenario} | {r.rate:g} | {r.sent} | {r.ok} | {errors} | {r.throughput} | "
             f"{r.p50_ms} | {r.p99_ms} |")  # fmt: skip
 
 

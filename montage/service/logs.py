@@ -26,7 +26,10 @@ def setup_logging(loaded: LoadedSettings, log_file: Path | None, *, truncate: bo
     root = logging.getLogger()
     root.handlers[:] = handlers
     root.setLevel(loaded.settings.log_level)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin: noise
+    # Alembic logs a line per plugin, and "Context impl ..." on every readiness probe: noise.
+    # `montage serve` logs the migration it ran itself.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     logging.getLogger("montage.config").warning(loaded.log_line)
     formatter = logging.Formatter(FORMAT)
     for handler in handlers:

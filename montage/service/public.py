@@ -92,6 +92,10 @@ async def _save_upload(ctx: Context, upload: UploadFile, job_id: str) -> Path:
         if written == 0:
             raise ApiError(400, "empty_upload", "the uploaded file is empty")
         tmp.replace(dest)
+    except OSError as exc:  # disk full, permissions: a storage problem, not a database one
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(dest_dir, ignore_errors=True)
+        raise ApiError(503, "storage_unavailable", f"could not store the upload ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         shutil.rmtree(dest_dir, ignore_errors=True)
@@ -215,5 +219,8 @@ async def get_result(job_id: str, session: Session, _: Access) -> FileResponse:
 async def get_plan(job_id: str, session: Session, _: Access) -> dict[str, Any]:
     job = await _job(session, job_id)
     file = _finished_file(job, job.plan_path, "plan")
-    data = json.loads(file.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ApiError(410, "gone", f"job {job.id}'s plan is no longer readable ({exc})") from None
     return data if isinstance(data, dict) else {"plan": data}

@@ -25,6 +25,8 @@ class WorkerPool:
         self.size = size
         self.log_file = log_file
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[int, int] = {}
+        self.not_before: dict[int, float] = {}
         self.stopping = False
 
     def _spawn(self, index: int) -> None:
@@ -42,8 +44,17 @@ class WorkerPool:
         while not self.stopping:
             for index, proc in list(self.procs.items()):
                 rc = proc.poll()
-                if rc is not None and not self.stopping:
-                    log.error("worker embedded-%d (pid %d) exited with %s; restarting it", index, proc.pid, rc)
+                if rc is None or self.stopping:
+                    continue
+                if index not in self.not_before:
+                    # Back off (1, 2, 4 ... 60 s) so a worker that cannot start does not spin.
+                    n = self.restarts.get(index, 0)
+                    self.not_before[index] = time.monotonic() + min(60.0, 2.0**n)
+                    log.error("worker embedded-%d (pid %d) exited with %s; restarting it in %.0f s",
+                              index, proc.pid, rc, min(60.0, 2.0**n))  # fmt: skip
+                elif time.monotonic() >= self.not_before[index]:
+                    del self.not_before[index]
+                    self.restarts[index] = self.restarts.get(index, 0) + 1
                     self._spawn(index)
             await asyncio.sleep(1.0)
 
@@ -91,17 +102,15 @@ def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
     import uvicorn
 
     from montage.service.app import create_app
-    from montage.service.imports import optional_import
 
     settings = loaded.settings
     svc = settings.service
-    loop_impl = "uvloop" if optional_import("uvloop") is not None else "asyncio"
     app = create_app(loaded)
     config = uvicorn.Config(
         app,
         host=svc.host,
         port=svc.port,
-        loop=loop_impl,
+        loop="auto",
         log_config=None,
         timeout_graceful_shutdown=int(svc.drain_grace_s) or None,
     )

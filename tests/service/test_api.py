@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,19 @@ def test_multipart_upload_and_size_limit(live: Live) -> None:
         "/v1/public/jobs", files={"file": ("big.mp4", b"x" * (2 * 1024 * 1024), "video/mp4")}, data={"duration": "15"}
     )
     _error(big, 413, "payload_too_large")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit must hold while the body streams in
+        boundary = b"--xyz\r\n"
+        yield boundary + b'Content-Disposition: form-data; name="duration"\r\n\r\n15\r\n'
+        yield boundary + b'Content-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n'
+        for _ in range(40):
+            yield b"x" * 64 * 1024
+        yield b"\r\n--xyz--\r\n"
+
+    chunked = live.client.post(
+        "/v1/public/jobs", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xyz"}
+    )
+    assert "request body exceeds" in _error(chunked, 413, "payload_too_large")["message"]  # stopped mid-stream
     _error(live.client.post("/v1/public/jobs", data={"duration": "15"}, files={"other": ("a", b"1")}), 422)
     _error(live.client.post("/v1/public/jobs", content=b"x", headers={"content-type": "text/plain"}), 415)
 
@@ -137,3 +151,37 @@ def test_database_down_is_503_not_a_hang(tmp_path: Path) -> None:
         assert ready.status_code == 503 and ready.json()["database"] == "down"
         admin = httpx.get(f"{base}/v1/admin/flags", headers={"X-API-Key": "mtg_a_b"}, timeout=30)
         _error(admin, 503)
+
+
+def test_result_and_plan_download_then_410_after_retention(live: Live, clip: Path) -> None:
+    import asyncio
+
+    from montage.db.database import Database, make_engine
+    from montage.jobs.executor import FfmpegTrimExecutor
+    from montage.jobs.worker import Worker, WorkerConfig
+
+    with clip.open("rb") as fh:
+        job = live.client.post("/v1/public/jobs", files={"file": ("c.mp4", fh)}, data={"duration": "2"}).json()
+    config = WorkerConfig(worker_id="t", data_dir=live.tmp_path / "data", lease_s=5, heartbeat_s=0.5, poll_s=0.1,
+                          job_timeout_s=60, drain_grace_s=5, max_attempts=3, retention_s=3600)  # fmt: skip
+
+    async def work(retention_s: float | None = None) -> None:
+        db = Database(make_engine(live.db_url))
+        try:
+            worker = Worker(db, FfmpegTrimExecutor(threads=1), config)
+            if retention_s is None:
+                await worker.run(once=True)
+            else:
+                expired = WorkerConfig(**{**config.__dict__, "retention_s": retention_s})
+                await Worker(db, worker.executor, expired).maintenance(force=True)
+        finally:
+            await db.dispose()
+
+    asyncio.run(work())
+    result = live.client.get(job["links"]["result"])
+    assert result.status_code == 200 and result.headers["content-type"] == "video/mp4"
+    assert result.content[4:8] == b"ftyp" and len(result.content) > 1000
+    assert live.client.get(job["links"]["plan"]).json()["segments"] == [{"start": 0.0, "end": 2.0}]
+    asyncio.run(work(retention_s=0.0))
+    _error(live.client.get(job["links"]["result"]), 410, "gone")
+    _error(live.client.get(job["links"]["plan"]), 410, "gone")

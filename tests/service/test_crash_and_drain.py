@@ -199,3 +199,44 @@ def test_real_montage_run_through_serve_gives_a_downloadable_montage(
 def _finished(base: str, job_id: str) -> dict[str, Any] | None:
     job = httpx.get(f"{base}/v1/public/jobs/{job_id}").json()
     return job if job["state"] in {"succeeded", "failed", "cancelled"} else None
+
+
+def test_serve_restarts_a_crashed_embedded_worker(tmp_path: Path, sqlite_db_url: str) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = service_env(tmp_path, sqlite_db_url)
+    (tmp_path / "media").mkdir(exist_ok=True)
+    out = (tmp_path / "serve.out").open("wb")
+    serve = subprocess.Popen([sys.executable, "-m", "montage", "serve", "--port", str(port)],
+                             env=env, cwd=tmp_path, stdout=out, stderr=out)  # fmt: skip
+
+    def workers() -> list[int]:
+        return [
+            int(p) for p in os.listdir("/proc")
+            if p.isdigit() and "montage worker --id embedded-0" in process_cmdline(int(p))
+            and _ppid(int(p)) == serve.pid
+        ]  # fmt: skip
+
+    try:
+        wait_for(lambda: _ready(f"http://127.0.0.1:{port}"), 60, "montage serve to be ready")
+        first = wait_for(workers, 30, "the embedded worker")
+        os.kill(first[0], signal.SIGKILL)
+        replaced = wait_for(lambda: [p for p in workers() if p not in first], 30, "a replacement worker")
+        assert replaced
+        assert _stop(serve) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert "exited with -9; restarting it" in (tmp_path / "serve.out").read_text()
+
+
+def _ppid(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])
