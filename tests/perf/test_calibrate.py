@@ -67,3 +67,9 @@ def test_code_patch_edits_the_candidates_render_module(tmp_path: Path) -> None:
     assert '"preset": "faster",' in target.read_text(encoding="utf-8")
     with pytest.raises(UsageError, match="expected one"):
         calibrate.apply_regression(tmp_path, "code")
+
+
+def test_schedule_alternates_scenarios() -> None:
+    assert [s for s, _ in calibrate.schedule(2, 3, "code")] == ["A/A", "regression"] * 2 + ["regression"]
+    assert calibrate.schedule(1, 0, "code") == [("A/A", None)]
+    assert len(calibrate.schedule(20, 20, "plan")) == 40

@@ -1,7 +1,8 @@
 """``perf_guard``: run the perf guard and keep its raw samples and report in the bundle.
 
 Runs ``python -m montage.ops.perf guard`` with the thresholds of the gate entry (defaults: fps
--10 %, RSS +15 %), writing perf_report.json / .md / .svg into the evidence. The judgement is
+-10 %, RSS +15 %), writing perf_report.json / .md / .svg into the evidence, with a copy of the
+history (var/perf/history.jsonl) the report's plot was drawn from. The judgement is
 recomputed from the stored raw samples (seeded bootstrap), so ``phase.verify`` gets the same
 verdict. INCONCLUSIVE stays INCONCLUSIVE (never PASS). When phase 7's rollback switched the guard
 off (``PERF_GUARD_ENABLED=false`` in the flags file) nothing is measured: INCONCLUSIVE.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,10 @@ from montage.ops.checks.base import (
 )
 
 REPORT = "perf_report.json"
-FILES = ["guard.json", "guard.log", REPORT, "perf_report.md", "perf_report.svg"]
+HISTORY = "history.jsonl"
+FILES = ["guard.json", "guard.log", REPORT, "perf_report.md", "perf_report.svg", HISTORY]
 EXIT_OF = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}
+HISTORY_FILE = "var/perf/history.jsonl"
 
 
 class Params(KindParams):
@@ -59,7 +63,7 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
     argv = [
         sys.executable, "-m", "montage.ops.perf", "--repo", str(ctx.repo_root), "guard",
         "--baseline-file", str(ctx.repo_root / params.baseline_file), "--report-dir", str(ctx.evidence_dir),
-        "--history", str(ctx.repo_root / "var/perf/history.jsonl"), "--flags-file", str(flags),
+        "--history", str(ctx.repo_root / HISTORY_FILE), "--flags-file", str(flags),
         "--max-fps-drop", repr(params.max_fps_drop), "--max-rss-growth", repr(params.max_rss_growth),
         "--budget", repr(params.budget_s), "--seed", str(params.seed),
     ]  # fmt: skip
@@ -70,6 +74,8 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
         "guard.json",
         {"disabled": False, "argv": done.argv, "exit_code": done.returncode, "timed_out": done.timed_out},
     )
+    if (ctx.repo_root / HISTORY_FILE).is_file():  # the history the report's plot was drawn from
+        shutil.copyfile(ctx.repo_root / HISTORY_FILE, ctx.evidence_dir / HISTORY)
     return rejudge(params, ctx.evidence_dir)
 
 

@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -89,7 +90,17 @@ def _guard_once(
         ]  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(tree)}
         t0 = time.monotonic()
-        proc = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True, timeout=GUARD_TIMEOUT_S)
+        proc = subprocess.Popen(argv, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            output, _ = proc.communicate(timeout=GUARD_TIMEOUT_S)
+        finally:
+            if proc.poll() is None:  # interrupted or timed out: SIGTERM lets the guard remove its worktree
+                proc.terminate()
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         elapsed = time.monotonic() - t0
     finally:
         git(repo, "worktree", "remove", "--force", str(tree))
@@ -98,7 +109,7 @@ def _guard_once(
             parent.rmdir()
     report_file = out_dir / "perf_report.json"
     if not report_file.is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-10:])
+        tail = "\n".join(output.strip().splitlines()[-10:])
         raise UsageError(f"the guard wrote no report (exit {proc.returncode}):\n{tail}")
     doc: dict[str, Any] = json.loads(report_file.read_text(encoding="utf-8"))
     expected_rc = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}[doc["verdict"]]
@@ -116,6 +127,15 @@ def naive(doc: dict[str, Any], metric: str, baseline_value: float, drop: float =
     return "FAIL" if runs[0][metric] < (1.0 - drop) * baseline_value else "PASS"
 
 
+def schedule(aa_runs: int, regression_runs: int, patch: str) -> list[tuple[str, str | None]]:
+    """Alternate the scenarios, so that both meet the same machine conditions and a stopped
+    calibration still has a balanced partial result (it is written after every run)."""
+    aa: list[tuple[str, str | None]] = [("A/A", None)] * aa_runs
+    reg: list[tuple[str, str | None]] = [("regression", patch)] * regression_runs
+    plan = [item for pair in zip(aa, reg, strict=False) for item in pair]
+    return plan + (aa if aa_runs > regression_runs else reg)[len(plan) // 2 :]
+
+
 def calibrate(
     repo: Path,
     *,
@@ -131,7 +151,9 @@ def calibrate(
     base = json.loads(baseline_file.read_text(encoding="utf-8"))
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
-    plan: list[tuple[str, str | None]] = [("A/A", None)] * aa_runs + [("regression", patch)] * regression_runs
+    plan = schedule(aa_runs, regression_runs, patch)
+    command = f"python scripts/calibrate_perf.py --aa {aa_runs} --regression {regression_runs} --patch {patch}"
+    result: dict[str, Any] = {"rows": rows, "baseline_commit": base["commit"], "command": command}
     for i, (scenario, kind) in enumerate(plan, 1):
         doc = _guard_once(repo, baseline_file, workdir, out_dir / f"run-{i:02d}", kind, budget)
         fps = (doc["decisions"].get("fps") or {}).get("interval") or {}
@@ -150,13 +172,15 @@ def calibrate(
             f"[{i}/{len(plan)}] {scenario}: guard {row['verdict']} ({row['mode']}, {row['elapsed_s']:.0f} s, "
             f"fps ratio {row['fps_ratio']}); naive wall {row['naive_wall']}, naive CPU {row['naive_cpu']}"
         )
-    return {
-        "rows": rows,
-        "total_s": time.monotonic() - started,
-        "baseline_commit": base["commit"],
-        "command": "python scripts/calibrate_perf.py "
-        + f"--aa {aa_runs} --regression {regression_runs} --patch {patch}",
-    }
+        result["total_s"] = time.monotonic() - started
+        result["complete"] = i == len(plan)
+        save(result, out_dir)
+    return result
+
+
+def save(result: dict[str, Any], out_dir: Path) -> None:
+    atomic_write_text(out_dir / "calibration.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out_dir / "calibration.md", table(result) + "\n")
 
 
 def table(result: dict[str, Any]) -> str:
@@ -179,8 +203,13 @@ def table(result: dict[str, Any]) -> str:
             f"| {statistics.median(times):.0f} / {max(times):.0f} "
             f"| {statistics.median(ratios) if ratios else float('nan'):.3f} |"
         )
-    lines.append(f"\nTotal calibration time: {result['total_s'] / 60:.1f} min ({result.get('command', '')}).")
+    status = "" if result.get("complete", True) else " (stopped early: partial result)"
+    lines.append(f"\nTotal calibration time: {result['total_s'] / 60:.1f} min{status} ({result.get('command', '')}).")
     return "\n".join(lines)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM: stop the running guard cleanly (it removes its worktrees)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -194,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=90.0)
     parser.add_argument("--patch", choices=["code", "plan"], default="code", help="where the regression goes")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = calibrate(
             args.repo.resolve(),
@@ -208,8 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"calibrate_perf: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
-    text = table(result)
-    atomic_write_text(args.out / "calibration.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out / "calibration.md", text + "\n")
-    print(text)
+    except KeyboardInterrupt:
+        print(f"calibrate_perf: interrupted; partial results in {args.out / 'calibration.md'}", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    print(table(result))
     return int(ExitCode.OK)

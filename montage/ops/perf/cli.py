@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -145,8 +146,13 @@ def cmd_rejudge(report: Path) -> int:
     return int(VERDICT_EXIT[verdict.value])
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM: unwind like Ctrl-C, so temporary worktrees are removed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == "baseline":
             return cmd_baseline(args.repo, args.workdir, args.output, args.runs)
@@ -169,3 +175,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

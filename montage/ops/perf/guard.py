@@ -41,8 +41,11 @@ class Thresholds:
 class GuardConfig:
     """How much to measure and how to decide."""
 
-    stored_runs: int = 5
-    min_pairs: int = 5
+    stored_runs: int = 4
+    # With 3 pairs the bootstrap interval of the median ratio spans about the smallest to the largest
+    # pair ratio, so FAIL needs every pair beyond the threshold: conservative, and it keeps a
+    # stored -> A/B run inside the 90 s budget on a busy 2-core machine.
+    min_pairs: int = 3
     max_pairs: int = 14
     budget_s: float = 90.0
     seed: int = 0
