@@ -20,10 +20,14 @@ from montage.errors import ExitCode, MontageError, exit_code_for
 
 # name -> (module, one-line help).  Keep alphabetical within a group.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "admin": ("montage.commands.admin", "create, revoke and list API keys of the service"),
     "config": ("montage.commands.config", "show the effective configuration and where each value came from"),
+    "db": ("montage.commands.db", "migrate the jobs database (upgrade, downgrade, current)"),
     "flags": ("montage.commands.flags", "read or set the app's flags (USE_SETTINGS_V2, ...)"),
     "probe": ("montage.commands.probe", "show what Montage sees in a media file"),
     "run": ("montage.commands.run", "make a highlight montage from long footage"),
+    "serve": ("montage.commands.serve", "serve the HTTP API with embedded job workers"),
+    "worker": ("montage.commands.worker", "run a job worker against the configured database"),
 }
 
 PROG = "montage"

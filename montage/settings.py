@@ -70,7 +70,7 @@ class ServiceSettings(_Section):
     """HTTP service and embedded workers."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="0 picks a free port")
     workers: int = Field(1, ge=0, le=32, description="embedded worker processes")
     media_root: Path = Field(Path("var/media"), description="JSON job submissions must name files inside it")
     upload_max_mb: int = Field(2048, ge=1)
@@ -79,6 +79,15 @@ class ServiceSettings(_Section):
     require_key_for_public: bool = False
     log_file: Path | None = None
     drain_grace_s: float = Field(30.0, ge=0)
+    executor: Literal["montage-run", "ffmpeg-trim"] = Field(
+        "montage-run",
+        description="how a worker renders a job: `montage run` in a child process, or a plain ffmpeg trim (demo)",
+    )
+    executor_realtime: bool = Field(False, description="ffmpeg-trim reads its input at native speed (-re)")
+    lease_s: float = Field(60.0, gt=0, description="a claimed job is re-queued if its worker is silent this long")
+    heartbeat_s: float = Field(10.0, gt=0, description="how often a worker renews its lease")
+    poll_s: float = Field(1.0, gt=0, description="idle workers look for queued jobs this often")
+    max_attempts: int = Field(3, ge=1, le=100, description="claims per job before it fails")
 
 
 class DbSettings(_Section):

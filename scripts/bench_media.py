@@ -167,7 +167,7 @@ def main(argv: list[str]) -> int:
         out_dir = Path(tmp)
         options = RunOptions(inputs=[args.clip], output=out_dir / "m.mp4", duration=20.0, framing="centre")
         options.cache_dir = out_dir / "cache"
-        plan, infos = plan_montage(options, tools, StageReporter(None))
+        plan, infos, _ = plan_montage(options, tools, StageReporter(None))
         size = f"{plan.render.width}x{plan.render.height}"
         print(f"plan      {len(plan.segments)} segments, {plan.duration:.2f} s, {size}, "
               f"preset {plan.render.preset}, CRF {plan.render.crf}")  # fmt: skip

@@ -57,7 +57,12 @@ CORPUS = [
         ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"],
         ["-c:a", "libopus", "-b:a", "64k"],
     ),  # fmt: skip
-    Clip("mpeg2.ts", ["-c:v", "mpeg2video", "-q:v", "6"], ["-c:a", "mp2", "-b:a", "128k"], rate=25),
+    Clip(
+        "mpeg2_interlaced.ts",
+        ["-c:v", "mpeg2video", "-q:v", "6", "-flags", "+ilme+ildct", "-top", "1"],
+        ["-c:a", "mp2", "-b:a", "128k"],
+        rate=25,
+    ),  # fmt: skip
     Clip("prores.mov", ["-c:v", "prores_ks", "-profile:v", "0"], ["-c:a", "pcm_s16le"], duration=4.0, size="256x144"),
     Clip("phone_vfr_rotated.mp4", X264, AAC, size="320x180", rotate=90, vfr=True),
     Clip("surround51.mp4", X264, AAC, channels=6),

@@ -1,4 +1,8 @@
-"""``montage flags list|get|set``: the flags file the app reads at start-up."""
+"""``montage flags list|get|set``: the app's flags.
+
+``set`` writes the flags file and, when the database is reachable, its ``flags`` table (the store the
+service reads per request; see montage/db/flagstore.py).
+"""
 
 from __future__ import annotations
 
@@ -44,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
             return ExitCode.FAIL
         print(json.dumps(flags[args.name]))
     else:
-        write_flag(path, args.name, parse_flag_value(args.value))
+        value = parse_flag_value(args.value)
+        write_flag(path, args.name, value)
         print(f"{args.name}={args.value} written to {path}")
+        if args.file is None:  # the app's own flags file: keep the database's flags table in step
+            from montage.db.flagstore import mirror_to_database
+            from montage.settings import load_settings
+
+            print(mirror_to_database(load_settings().settings, args.name, value))
     return ExitCode.OK

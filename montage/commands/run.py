@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from montage.errors import ExitCode, UsageError
+from montage.errors import ExitCode, Interrupted, UsageError
 
 STAGES = ["probe", "analyse", "select", "measure", "render", "verify", "export"]
 
@@ -136,6 +137,10 @@ def _options(args: argparse.Namespace) -> Any:
     )
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise Interrupted("stopped by SIGTERM; ffmpeg was stopped and partial files removed.")
+
+
 def _resolve_module() -> Any:
     """Resolve's scripting module, loaded before any work so a bad setting fails fast."""
     from montage.media.resolve import load_resolve_module
@@ -157,8 +162,13 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args)
     resolve = _resolve_module() if args.resolve else None
     tools = tools_from_settings()
-    with _Progress(enabled=not args.json) as progress:
-        report = run_pipeline(options, tools, progress)
+    # A supervisor stops jobs with SIGTERM: turn it into an exception so ffmpeg is killed and temp files go.
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with _Progress(enabled=not args.json) as progress:
+            report = run_pipeline(options, tools, progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     summary = report.to_json()
     if resolve is not None and report.timelines:
         from montage.media.resolve import import_timeline

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -19,10 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from montage.media.ffmpeg import FFmpegTools, ProgressCallback, run_ffmpeg
+from montage.errors import MediaError
+from montage.flags import atomic_write_text
+from montage.media.ffmpeg import FFmpegTools, ProgressCallback, filter_path, run_ffmpeg
 from montage.media.video_processor import MediaInfo
 
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 4
 WINDOW_S = 0.5
 SCENE_THRESHOLD = 10.0  # scdet score (0..100) at which a frame starts a new shot
 SILENCE_DB = -40.0
@@ -54,8 +55,9 @@ class Analysis:
     scene_cuts: list[float] = field(default_factory=list)
     silences: list[tuple[float, float]] = field(default_factory=list)
     blacks: list[tuple[float, float]] = field(default_factory=list)
-    integrated_lufs: float | None = None
+    integrated_lufs: float | None = None  # of the mono downmix the meter hears
     source_sha256: str = ""
+    declared_duration: float | None = None  # set when less than the container's duration decodes
     version: int = ANALYSIS_VERSION
 
     @property
@@ -87,25 +89,24 @@ def _rotation_filters(rotation: int) -> list[str]:
 def build_graph(info: MediaInfo, workdir: Path) -> tuple[str, list[str]]:
     """The analysis filter graph and the output arguments (paths inside ``workdir``, which Montage names)."""
     chains: list[str] = []
-    maps: list[str] = []
+    outputs: list[str] = []
+    video_txt, audio_txt = filter_path(workdir / "video.txt"), filter_path(workdir / "audio.txt")
     if info.has_video:
         rotate = _rotation_filters(info.video[0].rotation)
-        pre = ",".join([f"scale={ANALYSIS_W}:{ANALYSIS_H}:flags=fast_bilinear", "format=gray", *rotate])
-        chains.append(f"[0:v:0]{pre},split[va][vb]")
-        chains.append(
-            f"[va]scdet=threshold={SCENE_THRESHOLD:g},blackdetect=d={BLACK_MIN_S:g}:pix_th=0.10,"
-            f"metadata=mode=print:file={workdir / 'video.txt'}[vout]"
-        )
-        chains.append(f"[vb]fps={THUMB_FPS},scale={THUMB_W}:{THUMB_H}:flags=area[thumbs]")
-        maps += ["-map", "[vout]"]
+        # One chain, no split: per-frame detectors first, then the same frames thinned to 2 fps thumbnails.
+        chain = [f"scale={ANALYSIS_W}:{ANALYSIS_H}:flags=fast_bilinear", "format=gray", *rotate]
+        chain += [f"scdet=threshold={SCENE_THRESHOLD:g}", f"blackdetect=d={BLACK_MIN_S:g}:pix_th=0.10"]
+        chain += [f"metadata=mode=print:file={video_txt}", f"fps={THUMB_FPS}"]
+        chain += [f"scale={THUMB_W}:{THUMB_H}:flags=area"]
+        chains.append("[0:v:0]" + ",".join(chain) + "[thumbs]")
     if info.has_audio:
+        # A mono downmix halves the meter's cost; the scorer only compares windows of one input.
         chains.append(
-            "[0:a:0]aformat=channel_layouts=stereo,ebur128=metadata=1,"
+            "[0:a:0]aformat=channel_layouts=mono,ebur128=metadata=1:framelog=verbose,"
             f"silencedetect=n={SILENCE_DB:g}dB:d={SILENCE_MIN_S:g},"
-            f"ametadata=mode=print:file={workdir / 'audio.txt'}[aout]"
+            f"ametadata=mode=print:file={audio_txt}[aout]"
         )
-        maps += ["-map", "[aout]"]
-    outputs = [*maps, "-f", "null", "-"]
+        outputs += ["-map", "[aout]", "-f", "null", "-"]
     if info.has_video:
         outputs += ["-map", "[thumbs]", "-f", "rawvideo", "-pix_fmt", "gray", str(workdir / "thumbs.gray")]
     return ";".join(chains), outputs
@@ -193,7 +194,8 @@ def parse_outputs(workdir: Path, stderr: str, info: MediaInfo) -> Analysis:
     cuts: list[float] = []
     b_start: list[float] = []
     b_end: list[float] = []
-    for t, meta in _read_metadata(workdir / "video.txt"):
+    video_frames = _read_metadata(workdir / "video.txt")
+    for t, meta in video_frames:
         w = min(n - 1, max(0, int(t / WINDOW_S)))
         score = _float(meta.get("lavfi.scd.score"), 0.0)
         motion_acc[w].append(_float(meta.get("lavfi.scd.mafd"), 0.0))
@@ -229,7 +231,7 @@ def parse_outputs(workdir: Path, stderr: str, info: MediaInfo) -> Analysis:
     loudness = _carry_forward([sum(v) / len(v) if v else None for v in loud_acc], FLOOR_LUFS)
     motion = _carry_forward([sum(v) / len(v) if v else None for v in motion_acc], 0.0)
     motion_x, _ = _thumb_motion(workdir / "thumbs.gray", n)
-    return Analysis(
+    result = Analysis(
         duration=duration,
         window_s=WINDOW_S,
         has_audio=info.has_audio,
@@ -243,6 +245,30 @@ def parse_outputs(workdir: Path, stderr: str, info: MediaInfo) -> Analysis:
         blacks=_spans(b_start, b_end, duration),
         integrated_lufs=integrated,
     )
+    if info.has_video:
+        times = [t for t, _ in video_frames]
+        step = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0
+        _clip_to_decoded(result, times[-1] + step if times else 0.0, info)
+    return result
+
+
+def _clip_to_decoded(result: Analysis, decoded_until: float, info: MediaInfo) -> None:
+    """Use only what decodes: a truncated file (or a video stream shorter than its container) is cut there."""
+    if decoded_until < min(1.0, info.duration / 2):
+        raise MediaError(
+            f"Input {str(info.path)!r}: no usable video could be decoded (decoded {decoded_until:.2f} s of "
+            f"{info.duration:.2f} s); the file is damaged or truncated."
+        )
+    if decoded_until >= info.duration - max(1.0, 0.05 * info.duration):
+        return
+    n = max(1, math.ceil(decoded_until / WINDOW_S))
+    result.declared_duration = result.duration
+    result.duration = round(decoded_until, 3)
+    for name in ("loudness", "motion", "scene", "motion_x"):
+        setattr(result, name, getattr(result, name)[:n])
+    result.scene_cuts = [t for t in result.scene_cuts if t < decoded_until]
+    result.silences = [(s, min(e, decoded_until)) for s, e in result.silences if s < decoded_until]
+    result.blacks = [(s, min(e, decoded_until)) for s, e in result.blacks if s < decoded_until]
 
 
 def cache_path(cache_dir: Path, sha256: str, tools: FFmpegTools) -> Path:
@@ -284,16 +310,3 @@ def analyse(
     if cached is not None:
         atomic_write_text(cached, json.dumps(result.to_json()))
     return result
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -27,6 +27,7 @@ ProgressCallback = Callable[[float], None]
 
 STDERR_TAIL_LINES = 25
 _VERSION_RE = re.compile(r"ffmpeg version (\S+)")
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,20 @@ class RunResult:
     @property
     def stderr_tail(self) -> str:
         return tail(self.stderr)
+
+
+def filter_path(path: Path) -> str:
+    """``path`` for use inside a filter argument; only Montage's own temp paths go there, and only plain ones.
+
+    Filter-graph escaping has two levels and ffmpeg-python gets one of them wrong, so instead of
+    escaping, a path with anything but letters, digits, ``_ . / -`` is refused.
+    """
+    text = str(path)
+    if not _SAFE_PATH.match(text):
+        raise MediaError(
+            f"Temporary path {text!r} has characters unsafe in an ffmpeg filter; set TMPDIR to a plain path."
+        )
+    return text
 
 
 def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:

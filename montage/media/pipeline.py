@@ -24,6 +24,7 @@ from montage.media.story_beats import Selection, select
 from montage.media.video_processor import MediaInfo, file_sha256, probe
 
 MIN_TARGET_S = 1.0
+MIN_SEGMENT_FRAMES = 12
 MAX_TARGET_S = 6 * 3600.0
 STANDARD_FPS = [Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30), Fraction(50)]
 STANDARD_FPS += [Fraction(60000, 1001), Fraction(60)]
@@ -184,22 +185,34 @@ def _caption(chunk: list[Word], seg_start: float, offset: float) -> Caption:
     return Caption(start=start, end=end, text=" ".join(w.text for w in chunk))
 
 
-def _fit_frames(segments: list[PlanSegment], target: float, fps: Fraction, infos: list[MediaInfo]) -> None:
-    """Nudge one segment by whole frames so the total lands on the target (rounding ate the difference)."""
+def _fit_frames(segments: list[PlanSegment], target: float, fps: Fraction, limits: list[float]) -> None:
+    """Grow or shrink segments by whole frames so the total lands on the target (rounding, crossfades).
+
+    The difference is shared out in rounds, so no single segment absorbs it all.
+    """
     frame = 1 / float(fps)
     diff = round(target / frame) - round(sum(s.duration for s in segments) / frame)
-    if diff == 0 or not segments or sum(i.duration for i in infos) <= target:
+    if diff == 0 or not segments or sum(limits) <= target:
         return
-    for seg in sorted(segments, key=lambda s: -s.duration):
-        new_end = _quantise(seg.end + diff * frame, fps)
-        if new_end - seg.start < 2 * frame or new_end > infos[seg.source].duration:
-            continue
-        clash = any(
-            o is not seg and o.source == seg.source and o.start < new_end and o.end > seg.start for o in segments
-        )
-        if not clash:
-            seg.end = new_end
-            return
+    share = max(1, math.ceil(abs(diff) / len(segments)))
+    progress = True
+    while diff and progress:
+        progress = False
+        for seg in sorted(segments, key=lambda s: -s.duration):
+            if diff > 0:
+                nxt = min(
+                    [o.start for o in segments if o is not seg and o.source == seg.source and o.start >= seg.end]
+                    + [limits[seg.source]]
+                )
+                step = min(diff, share, int((nxt - seg.end) / frame + 1e-6))
+            else:
+                step = -min(-diff, share, max(0, round(seg.duration / frame) - MIN_SEGMENT_FRAMES))
+            if step:
+                seg.end = _quantise(seg.end + step * frame, fps)
+                diff -= step
+                progress = True
+            if diff == 0:
+                return
 
 
 def build_plan(
@@ -218,7 +231,7 @@ def build_plan(
     segments = []
     for sel in selections:
         start = _quantise(sel.start, fps)
-        end = min(_quantise(sel.end, fps), infos[sel.source].duration)
+        end = min(_quantise(sel.end, fps), analyses[sel.source].duration)
         if end - start < 1 / float(fps):
             continue
         segments.append(
@@ -232,13 +245,17 @@ def build_plan(
                 crop_x=_crop_x(analyses[sel.source], start, end),
             )
         )
-    _fit_frames(segments, options.duration + options.crossfade * (len(segments) - 1), fps, infos)
     if not segments:
         raise MediaError(f"Nothing in {', '.join(str(i.path) for i in infos)} is long enough to cut a montage from.")
+    # A crossfade longer than half the shortest segment would swallow it: shorten the crossfade.
+    crossfade = round(min(options.crossfade, min(s.duration for s in segments) / 2), 3)
+    limits = [a.duration for a in analyses]  # what decodes, which may be less than the container says
+    _fit_frames(segments, options.duration + crossfade * (len(segments) - 1), fps, limits)
+    crossfade = round(min(crossfade, min(s.duration for s in segments) / 2), 3)
     target_lufs = options.loudness if options.loudness is not None else -16.0
-    effects = Effects(framing=options.framing, crossfade=options.crossfade)
+    effects = Effects(framing=options.framing, crossfade=crossfade)
     if options.captions and words:
-        effects.captions = captions_for(segments, words, options.crossfade)
+        effects.captions = captions_for(segments, words, crossfade)
     return EditPlan(
         target_duration=options.duration,
         sources=[
@@ -261,7 +278,9 @@ def build_plan(
     )
 
 
-def plan_montage(options: RunOptions, tools: FFmpegTools, stages: StageReporter) -> tuple[EditPlan, list[MediaInfo]]:
+def plan_montage(
+    options: RunOptions, tools: FFmpegTools, stages: StageReporter
+) -> tuple[EditPlan, list[MediaInfo], list[Analysis]]:
     """Probe, analyse and select: the edit plan for ``options.inputs``."""
     check_target(options.duration)
     stages.start("probe")
@@ -283,7 +302,7 @@ def plan_montage(options: RunOptions, tools: FFmpegTools, stages: StageReporter)
         selections, selector = choose_with_llm(options.llm, candidates, selections, options.duration, words)
     plan = build_plan(options, infos, hashes, analyses, words, tools, selections, selector)
     stages.done()
-    return plan, infos
+    return plan, infos, analyses
 
 
 def sources_for_plan(plan: EditPlan, tools: FFmpegTools, plan_path: Path) -> list[MediaInfo]:
@@ -329,7 +348,7 @@ def sidecar(output: Path, suffix: str) -> Path:
 
 def run(options: RunOptions, tools: FFmpegTools, progress: StageCallback | None = None) -> RunReport:
     """The whole job; see the module docstring."""
-    from montage.media.analysis import atomic_write_text
+    from montage.flags import atomic_write_text
     from montage.media.plan import load_plan
     from montage.media.timeline import export_timelines
 
@@ -340,13 +359,19 @@ def run(options: RunOptions, tools: FFmpegTools, progress: StageCallback | None 
         infos = sources_for_plan(plan, tools, options.from_plan)
         plan_path = options.from_plan
     else:
-        plan, infos = plan_montage(options, tools, stages)
+        plan, infos, analyses = plan_montage(options, tools, stages)
         if options.plan_only and options.output.suffix == ".json":
             plan_path = options.output
         else:
             plan_path = sidecar(options.output, ".plan.json")
         atomic_write_text(plan_path, plan.dump())
-        available = sum(i.duration for i in infos)
+        for info, analysis in zip(infos, analyses, strict=True):
+            if analysis.declared_duration is not None:
+                notes.append(
+                    f"{info.path} decodes only to {analysis.duration:.1f} s of its declared "
+                    f"{analysis.declared_duration:.1f} s (truncated?); used the part that decodes"
+                )
+        available = sum(a.duration for a in analyses)
         if available < options.duration:
             notes.append(f"input is {available:.1f} s, shorter than the {options.duration:g} s target: used all of it")
     if plan.selector.fallback_reason:

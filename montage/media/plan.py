@@ -120,6 +120,16 @@ class EditPlan(_Model):
                 raise ValueError(f"segments[{i}].end={seg.end} is beyond the source's duration {limit}")
         return self
 
+    @model_validator(mode="after")
+    def _crossfade_fits(self) -> EditPlan:
+        shortest = min(s.duration for s in self.segments)
+        if len(self.segments) > 1 and self.effects.crossfade > shortest / 2:
+            raise ValueError(
+                f"effects.crossfade={self.effects.crossfade} is longer than half the shortest segment "
+                f"({shortest:.3f} s)"
+            )
+        return self
+
     @property
     def duration(self) -> float:
         """Duration of the rendered montage."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -160,16 +161,24 @@ def fuse(transcripts: list[list[Word]], alpha: float = 0.5, null_confidence: flo
     if len(transcripts) == 1:
         return list(transcripts[0])
     n_sys = len(transcripts)
-    tagged = sorted(((w.mid, sys_id, w) for sys_id, words in enumerate(transcripts) for w in words), key=lambda x: x[0])
+    tagged = sorted(
+        (((w.start + w.end) * 0.5, sys_id, w) for sys_id, words in enumerate(transcripts) for w in words),
+        key=itemgetter(0),
+    )
     fused: list[Word] = []
     slot: list[tuple[int, Word]] = []
     slot_systems: set[int] = set()
     slot_end = -1.0
 
+    keys: dict[str, str] = {}  # normalise() memo: a transcript repeats its vocabulary
+
     def vote() -> None:
         tally: dict[str, list[Word]] = {}
         for _, w in slot:
-            tally.setdefault(normalise(w.text), []).append(w)
+            key = keys.get(w.text)
+            if key is None:
+                key = keys[w.text] = normalise(w.text)
+            tally.setdefault(key, []).append(w)
         best_key, best_score = "", alpha * (n_sys - len(slot)) / n_sys + (1 - alpha) * null_confidence
         if len(slot) == n_sys:
             best_score = -1.0  # every transcript has a word here: "nothing" cannot win

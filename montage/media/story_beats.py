@@ -231,11 +231,21 @@ def _extend(chosen: list[Candidate], cands: list[Candidate], remaining: float, m
                 remaining = round(remaining - grow, 3)
 
 
-def order_story(chosen: list[Candidate]) -> list[Selection]:
-    """Hook (best score), build (chronological), climax (most energetic of the rest), resolution (last)."""
+def order_story(chosen: list[Candidate], keep_order: bool = False) -> list[Selection]:
+    """Hook (best score), build (chronological), climax (most energetic of the rest), resolution (last).
+
+    ``keep_order`` (the whole input is used): label the beats but play everything in its own order.
+    """
     if not chosen:
         return []
     chrono = sorted(chosen, key=lambda c: (c.source, c.start))
+    if keep_order and len(chrono) > 1:
+        climax = max(chrono[1:-1], key=lambda c: (c.energy, c.score), default=None)
+        roles = ["hook"] + ["climax" if c is climax else "build" for c in chrono[1:-1]] + ["resolution"]
+        return [
+            Selection(c.source, c.start, c.end, r, c.score, "; ".join(c.reasons))
+            for c, r in zip(chrono, roles, strict=True)
+        ]
     if len(chrono) == 1:
         only = chrono[0]
         return [Selection(only.source, only.start, only.end, "hook", only.score, "; ".join(only.reasons))]
@@ -266,4 +276,5 @@ def select(
         cands = candidates(i, analysis, source_words, max_len)
         score(cands, analysis, source_words)
         all_cands.extend(cands)
-    return order_story(pick(all_cands, target)), all_cands
+    everything = sum(c.duration for c in all_cands) <= target
+    return order_story(pick(all_cands, target), keep_order=everything), all_cands

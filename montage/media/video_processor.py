@@ -19,6 +19,7 @@ from montage.errors import MediaError
 from montage.media.ffmpeg import FFmpegTools, tail
 
 PROBE_TIMEOUT_S = 60.0
+INTERLACED_ORDERS = {"tt", "bb", "tb", "bt"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class VideoStream:
     sar: Fraction = Fraction(1)
     rotation: int = 0  # degrees, as the display matrix says (0, 90, 180, 270)
     variable_frame_rate: bool = False
+    interlaced: bool = False  # field_order tt/bb/tb/bt: deinterlaced before scaling
 
     @property
     def display_width(self) -> int:
@@ -194,6 +196,7 @@ def _probe_ffprobe(path: Path, size: int, ffprobe: str) -> MediaInfo:
                     sar=sar,
                     rotation=rotation,
                     variable_frame_rate=bool(avg and real and abs(float(avg) - float(real)) > 0.01 * float(real)),
+                    interlaced=str(s.get("field_order", "")) in INTERLACED_ORDERS,
                 )
             )
         elif kind == "audio" and int(s.get("channels") or 0) > 0:
@@ -234,7 +237,7 @@ def _probe_pyav(path: Path, size: int) -> MediaInfo:
     import av
 
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(str(path), metadata_errors="ignore", timeout=PROBE_TIMEOUT_S)
     except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
         raise MediaError(
             f"Input {str(path)!r} is not readable media: {exc}. Expected a video file such as MP4, MKV, MOV, "
@@ -264,6 +267,7 @@ def _probe_pyav(path: Path, size: int) -> MediaInfo:
                         sar=Fraction(ctx.sample_aspect_ratio) if ctx.sample_aspect_ratio else Fraction(1),
                         rotation=_pyav_rotation(container, stream.index),
                         variable_frame_rate=bool(avg and base and abs(float(avg) - float(base)) > 0.01 * float(base)),
+                        interlaced=_pyav_interlaced(getattr(ctx, "field_order", None)),
                     )
                 )
             elif stream.type == "audio" and ctx.channels:
@@ -290,12 +294,19 @@ def _probe_pyav(path: Path, size: int) -> MediaInfo:
         container.close()
 
 
+def _pyav_interlaced(order: Any) -> bool:
+    """PyAV gives AVFieldOrder as a number (2..5 are TT, BB, TB, BT) or, in some versions, a name."""
+    if isinstance(order, int):
+        return order in (2, 3, 4, 5)
+    return str(order or "").lower() in INTERLACED_ORDERS
+
+
 def _pyav_rotation(container: Any, index: int) -> int:
     """Rotation from the first decoded frame's display matrix (PyAV exposes it per frame)."""
     import av
 
     try:
-        with av.open(container.name, metadata_errors="ignore") as again:
+        with av.open(container.name, metadata_errors="ignore", timeout=PROBE_TIMEOUT_S) as again:
             stream = again.streams[index]
             for frame in again.decode(stream):
                 return _rotation(getattr(frame, "rotation", 0))

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("phase")
     gate.add_argument("--dry-run", action="store_true", help="print the checks that would run")
     verify = sub.add_parser("verify", parents=[common], help="re-hash and re-judge a bundle ('all' for every phase)")
-    verify.add_argument("phase", help="a phase number or 'all'")
+    verify.add_argument("phase", nargs="?", help="a phase number or 'all' (not needed with --bundle)")
     verify.add_argument("--bundle", type=Path, default=None, help="verify this bundle directory instead of latest/")
     rollback = sub.add_parser("rollback", parents=[common], help="print a phase's rollback plan; --yes executes it")
     rollback.add_argument("phase")
@@ -167,6 +167,8 @@ def cmd_verify(ctx: Ctx) -> int:
     targets: list[tuple[str, Path]] = []
     if ctx.args.bundle is not None:
         targets.append((str(ctx.args.bundle), ctx.args.bundle))
+    elif ctx.args.phase is None:
+        raise UsageError("verify needs a phase number, 'all', or --bundle DIR.")
     elif ctx.args.phase == "all":
         roadmap = load_roadmap(ctx.phases_dir)
         targets = [(f"phase {i}", layout.latest(i)) for i in sorted(roadmap.phases)]
@@ -296,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(COMMANDS[args.command](Ctx(args)))
+    except BrokenPipeError:  # `... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return ExitCode.OK
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no bundle was written for the interrupted run", file=sys.stderr)
         return ExitCode.INTERRUPTED

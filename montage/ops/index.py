@@ -29,6 +29,11 @@ def write(phases_dir: Path, phases: list[tuple[int, str, str]]) -> None:
     data = {"key": files_key(phases_dir), "phases": [{"id": i, "slug": s, "title": t} for i, s, t in phases]}
     target = phases_dir / INDEX_NAME
     try:
+        if json.loads(target.read_text(encoding="utf-8")) == data:
+            return  # already current: do not touch the file
+    except (OSError, ValueError):
+        pass  # missing or unreadable: write it below
+    try:
         fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=phases_dir)
     except OSError:
         return

@@ -18,7 +18,7 @@ from montage.ops.sessions import INVOKE_TASKS, PY, run_chain, run_named
 
 
 def _ops(args: Sequence[str]) -> None:
-    rc = run_chain([[PY, "-m", "montage.ops", *args]])
+    rc = run_chain([[PY, "-m", "montage.ops", *args]], echo=False)
     if rc:
         raise Exit(code=rc)
 

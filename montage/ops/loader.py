@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from montage.errors import ValidationFailure
 from montage.ops import index as listing_index
 from montage.ops.checks import KINDS, load_kind
-from montage.ops.model import Phase
+from montage.ops.model import Phase, RollbackStep, Step
 from montage.ops.yamlstrict import Located, PathKey, load_text
 
 FILENAME = re.compile(r"^(?P<id>\d{2})-(?P<slug>[a-z0-9]+(?:-[a-z0-9]+)*)\.yaml$")
@@ -109,6 +109,7 @@ def parse_phase(path: Path, raw: bytes) -> LoadedPhase:
         raise _fail_at(
             located, ("slug",), f"slug is {phase.slug!r} but the file name says {match['slug']!r}; expected them equal"
         )
+    _check_task_names(located, phase)
     for i, check in enumerate(phase.gate):
         if check.check not in KINDS:
             raise _fail_at(
@@ -122,6 +123,42 @@ def parse_phase(path: Path, raw: bytes) -> LoadedPhase:
         except ValidationError as exc:
             _raise_validation(located, exc, prefix=("gate", i, "with"))
     return LoadedPhase(phase=phase, path=path, located=located, raw_sha256=hashlib.sha256(raw).hexdigest())
+
+
+PHASE_TASKS = {
+    "phase.list",
+    "phase.status",
+    "phase.run",
+    "phase.gate",
+    "phase.verify",
+    "phase.rollback",
+    "phase.schema",
+}
+
+
+def _check_task_names(located: Located, phase: Phase) -> None:
+    """``nox:`` / ``invoke:`` must name a session / task that exists (montage.ops.sessions)."""
+    import shlex
+
+    from montage.ops.sessions import INVOKE_TASKS, NOX_SESSIONS
+
+    entries: list[tuple[str, int, Step | RollbackStep]] = [("steps", i, s) for i, s in enumerate(phase.steps)]
+    entries += [("rollback", i, s) for i, s in enumerate(phase.rollback)]
+    for label, i, item in entries:
+        nox_name = item.nox if isinstance(item, Step) else None
+        if nox_name is not None and nox_name not in NOX_SESSIONS and not re.fullmatch(r"phase-\d+", nox_name):
+            known = ", ".join([*sorted(NOX_SESSIONS), "phase-N"])
+            raise _fail_at(located, (label, i, "nox"), f"unknown nox session {nox_name!r}; expected one of: {known}")
+        if item.invoke is not None:
+            try:
+                words = shlex.split(item.invoke)
+            except ValueError as exc:
+                raise _fail_at(located, (label, i, "invoke"), f"cannot split {item.invoke!r}: {exc}") from None
+            if not words or (words[0] not in INVOKE_TASKS and words[0] not in PHASE_TASKS):
+                known = ", ".join(sorted({*INVOKE_TASKS, *PHASE_TASKS}))
+                raise _fail_at(
+                    located, (label, i, "invoke"), f"unknown invoke task {item.invoke!r}; expected one of: {known}"
+                )
 
 
 def _check_graph(phases: dict[int, LoadedPhase]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shlex
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -23,7 +24,9 @@ class Step(_Strict):
     id: str = Field(pattern=ID_PATTERN, description="step id, unique within the phase")
     run: list[str] | None = Field(None, min_length=1, description="argv list, run without a shell")
     nox: str | None = Field(None, description="a nox session name (montage.ops.sessions.NOX_SESSIONS or phase-N)")
-    invoke: str | None = Field(None, description="an invoke task name (montage.ops.sessions.INVOKE_TASKS)")
+    invoke: str | None = Field(
+        None, description="an invoke task and its arguments, e.g. 'phase.gate 2' (montage.ops.sessions.INVOKE_TASKS)"
+    )
     timeout_s: float = Field(gt=0, le=86400, description="seconds before the step is killed and recorded as failed")
     description: str | None = None
 
@@ -40,7 +43,7 @@ class Step(_Strict):
             return list(self.run)
         if self.nox is not None:
             return ["{python}", "-m", "nox", "--no-venv", "-s", self.nox]
-        return ["{python}", "-m", "invoke", str(self.invoke)]
+        return ["{python}", "-m", "invoke", *shlex.split(str(self.invoke))]
 
 
 class SetFlag(_Strict):
@@ -71,7 +74,7 @@ class RollbackStep(_Strict):
         if self.run is not None:
             return list(self.run)
         if self.invoke is not None:
-            return ["{python}", "-m", "invoke", self.invoke]
+            return ["{python}", "-m", "invoke", *shlex.split(self.invoke)]
         assert self.set_flag is not None
         value = self.set_flag.value
         rendered = canonical_json(value) if not isinstance(value, str) else value

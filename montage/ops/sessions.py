@@ -46,6 +46,7 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
     ],
     "scan": [[PY, "-m", "montage.ops", "scan"]],
     "tests": [[PY, "-m", "pytest"]],
+    "migrations": [[PY, "-m", "montage", "db", "check", "--backend", "sqlite", "--backend", "postgresql"]],
 }
 
 # invoke NAME (dotted names become namespaces: "perf.guard").  The phase.* tasks are built in
@@ -108,11 +109,13 @@ def run_chain(
     extra: Sequence[str] = (),
     cwd: Path | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    echo: bool = True,
 ) -> int:
     """Run each command in turn; return the first non-zero exit code (else 0)."""
     for i, argv in enumerate(commands):
         full = resolve(argv) + (list(extra) if i == len(commands) - 1 else [])
-        print("$ " + " ".join(full), file=sys.stderr, flush=True)
+        if echo:
+            print("$ " + " ".join(full), file=sys.stderr, flush=True)
         proc = subprocess.Popen(full, cwd=cwd or repo_root())
         try:
             rc = proc.wait(timeout=timeout_s)

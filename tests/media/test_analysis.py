@@ -65,7 +65,7 @@ def test_video_only_input(make_clip: object, tools: FFmpegTools) -> None:
 
 
 def test_stderr_fallback_and_helpers(tmp_path: Path) -> None:
-    info = type("I", (), {"duration": 10.0, "has_audio": True, "has_video": True})()
+    info = type("I", (), {"duration": 10.0, "has_audio": True, "has_video": False})()
     stderr = (
         "[blackdetect @ 0x1] black_start:1 black_end:2.5 black_duration:1.5\n"
         "[silencedetect @ 0x2] silence_start: 4.0\n[silencedetect @ 0x2] silence_end: 5.5 | silence_duration: 1.5\n"

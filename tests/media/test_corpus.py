@@ -39,7 +39,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, tools: FFmpegTools) -> dict
 CASES = [
     ("hevc.mkv", "16:9", 3.0, 3.0),
     ("vp9.webm", "9:16", 3.0, 3.0),
-    ("mpeg2.ts", "16:9", 3.0, 3.0),
+    ("mpeg2_interlaced.ts", "16:9", 3.0, 3.0),
     ("prores.mov", "9:16", 2.5, 2.5),
     ("phone_vfr_rotated.mp4", "16:9", 3.0, 3.0),
     ("phone_vfr_rotated.mp4", "9:16", 3.0, 3.0),
@@ -63,6 +63,10 @@ def test_corpus_clip_renders(
     assert_done_when(tools, out, duration=expected, aspect=aspect, lufs=-16.0 if has_audio else None)
     if has_audio:
         assert summary["loudness"]["verdict"] == "PASS"
+    if name == "mpeg2_interlaced.ts":
+        from montage.media.video_processor import probe
+
+        assert probe(corpus[name], tools).video[0].interlaced
 
 
 def test_reference_and_demo_builders(tools: FFmpegTools, tmp_path: Path) -> None:

@@ -125,3 +125,10 @@ def fake_ffmpeg_failing_midway(tmp_path: Path, real: FFmpegTools) -> FFmpegTools
     )
     assert os.access(script, os.X_OK)
     return FFmpegTools(str(script), real.ffmpeg_version, "settings", real.ffprobe)
+
+
+def test_filter_path_refuses_odd_characters(tmp_path: Path) -> None:
+    assert ff.filter_path(Path("/tmp/montage-x/a.txt")) == "/tmp/montage-x/a.txt"
+    for odd in ("/tmp/a b/x.txt", "/tmp/it's/x", "/tmp/a:b/x", "/tmp/[x]/y", "/tmp/a,b"):
+        with pytest.raises(MediaError, match="TMPDIR"):
+            ff.filter_path(Path(odd))

@@ -47,6 +47,7 @@ def test_plan_round_trip(tmp_path: Path) -> None:
         (lambda d: d["segments"].append({"source": 0, "start": 59, "end": 61}), "beyond the source"),
         (lambda d: d.update(render={"width": 1281, "height": 720, "fps": "30/1"}), "must be even"),
         (lambda d: d.update(surprise=True), "surprise"),
+        (lambda d: d.update(effects={"crossfade": 1.0}), "longer than half the shortest segment"),
     ],
 )
 def test_bad_plans(tmp_path: Path, mutate: object, needle: str) -> None:

@@ -135,3 +135,10 @@ def test_parsing_helpers() -> None:
     assert vp._fraction("x/y") == 0 and vp._fraction("1/0") == 0 and vp._fraction(None, Fraction(1)) == 1
     assert vp._rotation(None) == 0 and vp._rotation(-90) == 270 and vp._rotation(90.4) == 90
     assert vp._duration("N/A", [None, "2.5"]) == 2.5 and vp._duration(None, ["nan"]) == 0.0
+
+
+def test_interlaced_flag(make_clip: Callable[..., Path], probe_tools: FFmpegTools | None) -> None:
+    clip = make_clip("interlaced.ts", video="testsrc2=s=320x180:r=25:d=1",
+                     extra=["-c:v", "mpeg2video", "-flags", "+ilme+ildct", "-top", "1"])  # fmt: skip
+    assert probe(clip, probe_tools).video[0].interlaced
+    assert not probe(make_clip("progressive.mp4", video="testsrc2=s=64x36:r=25:d=1"), probe_tools).video[0].interlaced

@@ -248,3 +248,186 @@ def test_works_without_system_ffmpeg(tmp_path: Path) -> None:
     summary = json.loads(proc.stdout)
     assert summary["tools"]["ffmpeg_source"] == "imageio-ffmpeg" and summary["tools"]["ffprobe"] is None
     assert summary["loudness"]["verdict"] == "PASS" and out.is_file()
+
+
+def _frame(tools: FFmpegTools, path: Path, t: float) -> bytes:
+    import subprocess
+
+    argv = [tools.ffmpeg, "-v", "error", "-ss", f"{t:.3f}", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
+            "-pix_fmt", "gray", "-"]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, timeout=60, check=True).stdout
+
+
+def test_captions_are_burned_in(
+    story_clip: Path, tools: FFmpegTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    words = [
+        {"word": w, "start": 2.0 + i * 0.5, "end": 2.4 + i * 0.5}
+        for i, w in enumerate("Quotes ' \" {and} \\N here.".split())
+    ]
+    transcript = tmp_path / "t.json"
+    transcript.write_text(json.dumps(words))
+    plan_path = tmp_path / "cap.json"
+    args = [str(story_clip), "-o", str(plan_path), "--plan-only", "--duration", "4", "--transcript", str(transcript)]
+    assert _run(capsys, *args, "--captions")[0] == 0
+    raw = json.loads(plan_path.read_text())
+    raw["segments"] = [{"source": 0, "start": 1.5, "end": 5.5, "role": "hook"}]
+    raw["effects"]["captions"] = [{"start": 0.5, "end": 3.5, "text": "Quotes ' \" {and} \\N here."}]
+    plan_path.write_text(json.dumps(raw))
+    with_caps = tmp_path / "with.mp4"
+    assert _run(capsys, "--from-plan", str(plan_path), "-o", str(with_caps))[0] == 0
+    raw["effects"]["captions"] = []
+    plan_path.write_text(json.dumps(raw))
+    without = tmp_path / "without.mp4"
+    assert _run(capsys, "--from-plan", str(plan_path), "-o", str(without))[0] == 0
+    a, b = _frame(tools, with_caps, 2.0), _frame(tools, without, 2.0)
+    w, h = 320, 180
+    bottom = slice(w * (h * 2 // 3), w * h)
+    changed = sum(1 for x, y in zip(a[bottom], b[bottom], strict=True) if abs(x - y) > 40)
+    assert changed > 200, "no caption pixels in the lower third"
+    top = slice(0, w * (h // 3))
+    assert sum(1 for x, y in zip(a[top], b[top], strict=True) if abs(x - y) > 40) < 50
+
+
+def test_two_inputs(
+    story_clip: Path,
+    make_clip: Callable[..., Path],
+    tools: FFmpegTools,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    second = make_clip(
+        "second.mp4", video="mandelbrot=s=320x180:r=25", audio="anoisesrc=c=pink:a=0.3:d=8", extra=["-t", "8"]
+    )
+    out = tmp_path / "two.mp4"
+    code, data, err = _run(capsys, str(story_clip), str(second), "-o", str(out), "--duration", "12")
+    assert code == 0, err
+    plan = load_plan(out.with_name("two.plan.json"))
+    assert len(plan.sources) == 2 and {s.source for s in plan.segments} == {0, 1}
+    assert_done_when(tools, out, duration=12.0, aspect="16:9", lufs=-16.0)
+
+
+def test_truncated_recording_uses_what_decodes(
+    story_clip: Path, tools: FFmpegTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An interrupted recording whose index survived (moov first): the intact part is used, and the summary says so."""
+    import subprocess
+
+    whole = tmp_path / "faststart.mp4"
+    subprocess.run([tools.ffmpeg, "-v", "error", "-i", str(story_clip), "-c", "copy", "-movflags", "+faststart",
+                    str(whole)], check=True, timeout=60)  # fmt: skip
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.55)])
+    out = tmp_path / "cut-montage.mp4"
+    code, data, err = _run(capsys, str(cut), "-o", str(out), "--duration", "20")
+    assert code == 0, err
+    notes = " ".join(data["notes"])  # type: ignore[arg-type]
+    assert "decodes only to" in notes
+    plan = load_plan(out.with_name("cut-montage.plan.json"))
+    decoded = float(notes.split("decodes only to ")[1].split(" s")[0])
+    assert 2.0 < decoded < 20.0 and all(s.end <= decoded + 0.06 for s in plan.segments)
+    assert_done_when(tools, out, duration=decoded, aspect="16:9", lufs=-16.0)
+
+
+def test_sigterm_stops_ffmpeg_and_cleans_up(story_clip: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    out_dir = tmp_path / "sig"
+    out_dir.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp_path), MONTAGE_MEDIA__PRESET="veryslow")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "montage", "run", str(story_clip), "-o", str(out_dir / "m.mp4"), "--duration", "20"],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "render 0%" in line:
+                break
+        time.sleep(0.5)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("ffmpeg" in c.name() for c in children)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(timeout=30) == 130, rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert "stopped by SIGTERM" in rest and "Traceback" not in rest
+    psutil.wait_procs(children, timeout=10)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["m.plan.json"]
+    assert leftover_temp_files(tmp_path) == []
+
+
+def test_many_short_segments(
+    story_clip: Path, tools: FFmpegTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More segments than FRAME_THREAD_SEGMENTS: single-threaded decoders, same exact cuts and checks."""
+    from montage.media.render import FRAME_THREAD_SEGMENTS
+
+    plan_path = tmp_path / "many.json"
+    assert _run(capsys, str(story_clip), "-o", str(plan_path), "--plan-only", "--duration", "5")[0] == 0
+    raw = json.loads(plan_path.read_text())
+    n = FRAME_THREAD_SEGMENTS + 4
+    raw["segments"] = [{"source": 0, "start": 1.5 + 1.8 * i, "end": 2.0 + 1.8 * i} for i in range(n)]
+    plan_path.write_text(json.dumps(raw))
+    out = tmp_path / "many.mp4"
+    code, data, err = _run(capsys, "--from-plan", str(plan_path), "-o", str(out))
+    assert code == 0, err
+    assert data["segments"] == n
+    assert_done_when(tools, out, duration=0.5 * n, aspect="16:9", lufs=-16.0)
+
+
+def test_unreachable_loudness_fails_honestly(
+    make_clip: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Clicks with a huge crest factor cannot reach -8 LUFS under a -1.5 dBTP ceiling: the check says FAIL, exit 1."""
+    clip = make_clip(
+        "clicks.mp4", video="testsrc2=s=160x90:r=25:d=6",
+        audio="aevalsrc=exprs='if(lt(mod(t\\,0.5)\\,0.003)\\,0.95\\,0.003*random(0))':s=48000:d=6",
+    )  # fmt: skip
+    out = tmp_path / "clicks.mp4"
+    code = main(["run", str(clip), "-o", str(out), "--duration", "4", "--loudness", "-8"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "loudness:  FAIL" in captured.out and "loudness check failed" in captured.err
+    assert out.is_file()  # the render itself is complete and kept; the summary says it misses the target
+
+
+def test_crop_follows_motion(
+    make_clip: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Motion only on the right of a 16:9 frame: the 9:16 window moves right; --framing centre keeps it centred."""
+    clip = make_clip(
+        "right-motion.mp4",
+        video="color=c=gray:s=320x180:r=25:d=6[bg];testsrc2=s=60x60:r=25:d=6[fg];"
+        "[bg][fg]overlay=x=240+15*sin(t*6):y=60+40*sin(t*4)",
+        audio="sine=f=300:d=6",
+    )  # fmt: skip
+    plan_path = tmp_path / "crop.json"
+    assert _run(capsys, str(clip), "-o", str(plan_path), "--plan-only", "--duration", "4", "--aspect", "9:16")[0] == 0
+    plan = load_plan(plan_path)
+    assert plan.effects.framing == "motion"
+    assert all(s.crop_x > 0.7 for s in plan.segments), [s.crop_x for s in plan.segments]
+    assert _run(capsys, str(clip), "-o", str(plan_path), "--plan-only", "--duration", "4", "--aspect", "9:16",
+                "--framing", "centre")[0] == 0  # fmt: skip
+    assert load_plan(plan_path).effects.framing == "centre"
+
+
+def test_long_crossfade_is_fitted(
+    story_clip: Path, tools: FFmpegTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "xf.mp4"
+    code, data, err = _run(capsys, str(story_clip), "-o", str(out), "--duration", "9", "--crossfade", "2")
+    assert code == 0, err
+    plan = load_plan(out.with_name("xf.plan.json"))
+    assert 0 < plan.effects.crossfade <= min(s.duration for s in plan.segments) / 2
+    assert_done_when(tools, out, duration=9.0, aspect="16:9", lufs=-16.0)

@@ -58,6 +58,8 @@ def test_speech_and_black_affect_score() -> None:
 def test_short_input_uses_everything() -> None:
     chosen, _ = select([_analysis(duration=8.0)], 30.0)
     assert abs(sum(s.duration for s in chosen) - 8.0) < 1e-6
+    assert [s.start for s in chosen] == sorted(s.start for s in chosen)  # played in its own order
+    assert chosen[0].role == "hook" and chosen[-1].role == "resolution"
 
 
 def test_multiple_sources_and_exact_fill() -> None:

@@ -130,6 +130,7 @@ def _test_project(repo: Repo, body: str) -> None:
     repo.write("t/test_x.py", textwrap.dedent(body))
 
 
+@pytest.mark.slow
 def test_pytest_pass_totals_from_junit(repo: Repo) -> None:
     _test_project(repo, "def test_a():\n    assert 1\n\ndef test_b():\n    assert 2\n")
     j, ev = measure(repo, "pytest", {"args": ["-q", "t"], "min_tests": 2})
@@ -138,6 +139,7 @@ def test_pytest_pass_totals_from_junit(repo: Repo) -> None:
     assert (ev / "pytest_summary.txt").read_text().startswith("tests=2 passed=2 failed=0")
 
 
+@pytest.mark.slow
 def test_pytest_failure_and_zero_tests(repo: Repo) -> None:
     _test_project(repo, "def test_a():\n    assert 1\n\ndef test_bad():\n    assert 0\n")
     j, ev = measure(repo, "pytest", {"args": ["-q", "t"]})
@@ -227,3 +229,28 @@ def test_coverage_judges_a_given_report(repo: Repo) -> None:
     assert j.verdict is Verdict.FAIL and j.value["ratchet_target"] == 71.0
     j, _ = measure(repo, "coverage", {"global_min": 10, "report": "absent.json"}, check_id="n")
     assert j.verdict is Verdict.ERROR and "no coverage data" in j.reason
+
+
+@pytest.mark.slow
+def test_coverage_reads_cobertura_xml_like_json(repo: Repo) -> None:
+    import subprocess
+    import sys
+
+    _coverage_project(repo)
+    env_free = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("COV_CORE_", "COVERAGE_"))}
+    for argv in (
+        ["-m", "coverage", "run", "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        ["-m", "coverage", "combine", "--quiet"],
+        ["-m", "coverage", "xml", "-o", "cov.xml"],
+        ["-m", "coverage", "json", "-o", "cov.json"],
+    ):
+        subprocess.run(
+            [sys.executable, *argv], cwd=repo.root, env=env_free, timeout=300, check=True, capture_output=True
+        )
+    params = {"modules": {"pkg.full": 100, "pkg.half": 90}, "global_min": 10}
+    from_json, _ = measure(repo, "coverage", dict(params, report="cov.json"), check_id="json")
+    from_xml, ev = measure(repo, "coverage", dict(params, report="cov.xml"), check_id="xml")
+    assert (ev / "coverage.xml").is_file()
+    assert from_xml.value["modules"] == from_json.value["modules"]
+    assert from_xml.verdict is from_json.verdict is Verdict.FAIL
+    assert abs(from_xml.value["global"] - from_json.value["global"]) < 0.01

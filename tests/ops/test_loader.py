@@ -39,6 +39,21 @@ BAD_CASES: dict[str, tuple[str, bytes, str]] = {
         "exactly one of run, nox or invoke",
     ),
     "missing-timeout": ("00-first.yaml", (GOOD0 + "steps:\n  - {id: s, run: [a]}\n").encode(), "steps.0.timeout_s"),
+    "unknown-nox-session": (
+        "00-first.yaml",
+        (GOOD0 + "steps:\n  - {id: s, nox: nope, timeout_s: 5}\n").encode(),
+        "unknown nox session 'nope'",
+    ),
+    "unknown-invoke-task": (
+        "00-first.yaml",
+        (GOOD0 + "rollback:\n  - {id: r, invoke: 'nope 1', timeout_s: 5}\n").encode(),
+        "unknown invoke task 'nope 1'",
+    ),
+    "unsplittable-invoke": (
+        "00-first.yaml",
+        (GOOD0 + "steps:\n  - {id: s, invoke: 'phase.gate \"0', timeout_s: 5}\n").encode(),
+        "cannot split",
+    ),
     "merge-key": ("00-first.yaml", b"base: &b {x: 1}\nother:\n  <<: *b\n", "merge keys"),
     "custom-tag": ("00-first.yaml", b"id: !!python/object:os.system 0\n", "unsupported tag"),
     "alias-bomb": (
@@ -182,6 +197,17 @@ def test_schema_command_writes_editor_schema(two_phases: Repo, capsys: pytest.Ca
     assert "with" in json.dumps(data) and set(data["required"]) >= {"id", "slug", "title", "goal"}
     committed = json.loads((REAL_PHASES / "schema.json").read_text())
     assert committed == data, "phases/schema.json is out of date: run `invoke phase.schema`"
+
+
+def test_known_sessions_and_tasks_are_accepted(repo: Repo) -> None:
+    steps = (
+        "steps:\n  - {id: a, nox: phase-3, timeout_s: 5}\n  - {id: b, nox: lint, timeout_s: 5}\n"
+        "  - {id: c, invoke: 'phase.gate 0 --json', timeout_s: 5}\n"
+    )
+    repo.phase("00-first.yaml", GOOD0 + steps)
+    phase = load_roadmap(repo.phases).get(0).phase
+    assert phase.steps[2].argv() == ["{python}", "-m", "invoke", "phase.gate", "0", "--json"]
+    assert phase.steps[0].argv()[-2:] == ["-s", "phase-3"]
 
 
 def test_phase_model_rejects_duplicate_step_ids() -> None:

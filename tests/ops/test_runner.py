@@ -255,9 +255,10 @@ def test_verify_all_and_missing_bundle(two_phases: Repo, capsys: pytest.CaptureF
     rows = json.loads(capsys.readouterr().out)
     assert [r["state"] for r in rows] == ["VERIFIED", "NOT RUN"]
     runs = next((repo.proofs / "phase-00" / "runs").iterdir())
-    assert repo.ops("verify", "0", "--bundle", str(runs)) == 0
+    assert repo.ops("verify", "--bundle", str(runs)) == 0
     shutil.rmtree(runs / "evidence")
-    assert repo.ops("verify", "0", "--bundle", str(runs)) == 5
+    assert repo.ops("verify", "--bundle", str(runs)) == 5
+    assert repo.ops("verify") == 2
 
 
 def test_retention_keeps_the_newest_runs(two_phases: Repo, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,6 +39,7 @@ KINDS: dict[str, str] = {
     "file": "montage.ops.checks.file",
     "import_hacks": "montage.ops.checks.import_hacks",
     "log_contains": "montage.ops.checks.log_contains",
+    "migrations": "montage.ops.checks.migrations",
     "perf_baseline": "montage.ops.checks.perf_baseline",
     "perf_guard": "montage.ops.checks.perf_guard",
     "pytest": "montage.ops.checks.pytest_junit",

@@ -1,15 +1,16 @@
 """``coverage``: per-module thresholds by dotted name, a global floor and a ratchet.
 
 By default the check measures: ``coverage run -m pytest ARGS`` (the project's coverage config
-follows subprocesses), ``coverage combine``, ``coverage json``.  With ``report:`` it judges an
-existing coverage JSON report instead.  A threshold on a module that does not exist (no
-``a/b.py`` nor ``a/b/`` package) is INCONCLUSIVE, never PASS; a module that exists but was never
-imported counts as 0 %.  The ratchet requires ``global >= baseline + plus_pp`` with the baseline
-read from ``coverage_base.json`` (``{"global": 61.5}``); no baseline is INCONCLUSIVE.
+follows subprocesses), ``coverage combine``, ``coverage json``. With ``report:`` it judges an
+existing report instead: coverage.py JSON, or Cobertura XML (``coverage xml``, ``.xml`` suffix). A
+threshold on a module that does not exist (no ``a/b.py`` nor ``a/b/`` package) is INCONCLUSIVE,
+never PASS; a module that exists but was never imported counts as 0 %. The ratchet requires ``global
+>= baseline + plus_pp`` with the baseline read from ``coverage_base.json`` (``{"global": 61.5}``);
+no baseline is INCONCLUSIVE.
 
 Percentages follow coverage.py: (covered lines + covered branches) / (statements + branches).
-Evidence: ``coverage.json``, ``modules.json`` (which files each module maps to),
-``coverage_base.json`` (when ratcheting), ``coverage_output.txt`` (when measuring).
+Evidence: ``coverage.json`` (or ``coverage.xml``), ``modules.json`` (which files each module maps
+to), ``coverage_base.json`` (when ratcheting), ``coverage_output.txt`` (when measuring).
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
     if params.report is not None:
         source = ctx.repo_root / params.report
         if source.is_file():
-            shutil.copyfile(source, ctx.evidence_dir / "coverage.json")
+            name = "coverage.xml" if source.suffix == ".xml" else "coverage.json"
+            shutil.copyfile(source, ctx.evidence_dir / name)
     else:
         _measure(params, ctx)
     ctx.write_json(
@@ -117,6 +119,37 @@ def _relative(files: dict[str, Any], repo_root: str) -> dict[str, dict[str, Any]
     return {(k[len(prefix) :] if k.startswith(prefix) else k): v["summary"] for k, v in files.items()}
 
 
+def _from_cobertura(path: Path) -> dict[str, Any]:
+    """A Cobertura XML report in coverage.py JSON's shape (per-file summaries and the total)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise EvidenceError(f"{path.name} is not valid XML ({exc})") from None
+    sources = [src.text.rstrip("/") + "/" for src in root.iter("source") if src.text]
+    files: dict[str, Any] = {}
+    for cls in root.iter("class"):
+        name = cls.get("filename", "")
+        summary = files.setdefault(name, {"summary": dict.fromkeys(_FIELDS, 0)})["summary"]
+        for line in cls.iter("line"):
+            summary["num_statements"] += 1
+            summary["covered_lines"] += int(line.get("hits", "0")) > 0
+            cond = line.get("condition-coverage")  # e.g. "50% (1/2)"
+            if line.get("branch") == "true" and cond and "(" in cond:
+                done, total = cond.split("(", 1)[1].rstrip(")").split("/")
+                summary["covered_branches"] += int(done)
+                summary["num_branches"] += int(total)
+    # Cobertura paths are relative to a <source>; make them absolute so _relative can strip the root.
+    if sources:
+        files = {(k if k.startswith("/") else sources[0] + k): v for k, v in files.items()}
+    overall = _percent([f["summary"] for f in files.values()])
+    return {"files": files, "totals": {"percent_covered": overall}}
+
+
+_FIELDS = ("num_statements", "covered_lines", "num_branches", "covered_branches")
+
+
 def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     parts = [f"{m} >= {v:g}%" for m, v in sorted(params.modules.items())]
     if params.global_min is not None:
@@ -124,9 +157,14 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     if params.ratchet is not None:
         parts.append(f"global >= baseline + {params.ratchet.plus_pp:g} pp")
     expected = "; ".join(parts) or "a coverage report"
-    evidence = present(evidence_dir, ["coverage.json", "modules.json", "coverage_base.json", "coverage_output.txt"])
+    evidence = present(
+        evidence_dir, ["coverage.json", "coverage.xml", "modules.json", "coverage_base.json", "coverage_output.txt"]
+    )
     try:
-        report = read_json(evidence_dir / "coverage.json")
+        if (evidence_dir / "coverage.xml").is_file():
+            report = _from_cobertura(evidence_dir / "coverage.xml")
+        else:
+            report = read_json(evidence_dir / "coverage.json")
         modules_record = read_json(evidence_dir / "modules.json")
     except EvidenceError as exc:
         return error_judgement(expected, f"no coverage data: {exc}", evidence)
@@ -165,14 +203,15 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
                 value["ratchet_target"] = target
                 if value["global"] < target:
                     fails.append(f"global {value['global']:g}% < baseline {baseline:g} + {params.ratchet.plus_pp:g}")
+    measured = [f"{m} {p:g}%" for m, p in value["modules"].items() if p is not None]
+    if value["global"] is not None:
+        measured.append(f"global {value['global']:g}%")
     if fails:
         return Judgement(
             verdict=Verdict.FAIL, value=value, expected=expected, reason="; ".join(fails + unknown), evidence=evidence
         )
     if unknown:
-        return Judgement(
-            verdict=Verdict.INCONCLUSIVE, value=value, expected=expected, reason="; ".join(unknown), evidence=evidence
-        )
-    shown = ", ".join(f"{m} {p:g}%" for m, p in value["modules"].items())
-    reason = (shown + "; " if shown else "") + f"global {value['global']:g}%"
+        reason = "; ".join(unknown) + (f" (measured: {', '.join(measured)})" if measured else "")
+        return Judgement(verdict=Verdict.INCONCLUSIVE, value=value, expected=expected, reason=reason, evidence=evidence)
+    reason = ", ".join(measured)
     return Judgement(verdict=Verdict.PASS, value=value, expected=expected, reason=reason, evidence=evidence)

@@ -56,6 +56,15 @@ def totals(junit: Path) -> dict[str, Any]:
     return {**out, "failing": sorted(failing)}
 
 
+def _last_line(evidence_dir: Path) -> str:
+    try:
+        lines = (evidence_dir / "pytest_output.txt").read_text(encoding="utf-8", errors="replace").split("\n")
+    except OSError:
+        return ""
+    last = [line.strip() for line in lines if line.strip()][-1:]
+    return f": {last[0][:200]}" if last else ""
+
+
 def summary_text(t: dict[str, Any], exit_code: int) -> str:
     lines = [
         f"tests={t['tests']} passed={t['passed']} failed={t['failures']} errors={t['errors']} "
@@ -96,6 +105,8 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         verdict, reason = Verdict.FAIL, f"{t['failures']} failed, {t['errors']} errors of {t['tests']}: {first}"
     elif t["tests"] < params.min_tests:
         verdict, reason = Verdict.FAIL, f"only {t['tests']} test(s) ran; expected at least {params.min_tests}"
+        if rc != 0:
+            reason += f" (pytest exited {rc}{_last_line(evidence_dir)})"
     elif rc != 0:
         verdict, reason = Verdict.ERROR, f"pytest exited {rc} although the report shows no failures"
     else:

@@ -1,0 +1,290 @@
+"""The worker loop: claim a job with a lease, run its executor in a child process group, keep the
+lease alive, and record the outcome only while the lease is still ours.
+
+* heartbeat lost (lease expired and re-queued, or the job was cancelled): kill the child's process
+  group, write nothing;
+* job timeout: kill the group, fail the job;
+* SIGTERM/SIGINT: stop claiming; a running job may finish within ``drain_grace_s``, after that the
+  group is killed and the job released back to the queue;
+* output is written into a per-attempt scratch directory and renamed into place only after the
+  lease check, so a job has at most one result however many workers tried it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from montage.db import flagstore, jobs
+from montage.db.database import Database
+from montage.db.models import utcnow
+from montage.errors import MontageError
+from montage.jobs.executor import Executor, JobSpec
+
+log = logging.getLogger("montage.worker")
+STDERR_TAIL = 4000
+RESULT_NAME = "montage.mp4"
+PLAN_NAME = "plan.json"
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    worker_id: str
+    data_dir: Path
+    lease_s: float
+    heartbeat_s: float
+    poll_s: float
+    job_timeout_s: float
+    drain_grace_s: float
+    max_attempts: int
+    retention_s: float
+    maintenance_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Any, worker_id: str | None = None) -> WorkerConfig:
+        svc = settings.service
+        return cls(
+            worker_id=worker_id or f"{socket.gethostname()}-{os.getpid()}",
+            data_dir=Path(settings.data_dir),
+            lease_s=svc.lease_s,
+            heartbeat_s=min(svc.heartbeat_s, svc.lease_s / 3),
+            poll_s=svc.poll_s,
+            job_timeout_s=svc.job_timeout_s,
+            drain_grace_s=svc.drain_grace_s,
+            max_attempts=svc.max_attempts,
+            retention_s=svc.retention_hours * 3600,
+        )
+
+
+def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
+    # If the worker dies (even by SIGKILL) the renderer dies with it instead of rendering for nobody.
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def process_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids whose process group is ``pgid`` (Linux /proc)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry)) == pgid:
+                    members.append(int(entry))
+    return members
+
+
+def kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the child's whole process group (the renderer and anything it started)."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+class Worker:
+    def __init__(self, db: Database, executor: Executor, config: WorkerConfig) -> None:
+        self.db = db
+        self.executor = executor
+        self.config = config
+        self.draining = asyncio.Event()
+        self._last_maintenance = 0.0
+
+    def request_drain(self) -> None:
+        if not self.draining.is_set():
+            log.info("worker %s: draining (no new jobs)", self.config.worker_id)
+        self.draining.set()
+
+    async def run(self, *, once: bool = False) -> int:
+        """Work until drained (or, with ``once``, until the queue is empty); returns jobs handled."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from montage.db.errors import describe
+
+        handled = 0
+        while not self.draining.is_set():
+            try:
+                await self.maintenance()
+                if await self._paused():
+                    if once:
+                        break
+                    await self._idle()
+                    continue
+                lease = await jobs.claim_next(self.db, self.config.worker_id, self.config.lease_s)
+                if lease is None:
+                    if once:
+                        break
+                    await self._idle()
+                    continue
+                await self.execute(lease)
+                handled += 1
+            except (SQLAlchemyError, ConnectionError, TimeoutError) as exc:
+                # The database is down: a held lease simply expires and is re-queued by whoever comes back.
+                log.warning("worker %s: database error, retrying: %s", self.config.worker_id, describe(exc))
+                await self._idle()
+        return handled
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.draining.wait(), timeout=self.config.poll_s)
+
+    async def _paused(self) -> bool:
+        async with self.db.session() as session:
+            value = (await flagstore.get_flags(session)).get("WORKERS_PAUSED")
+        return value is True or (isinstance(value, str) and value.lower() in {"1", "true", "yes", "on"})
+
+    async def maintenance(self, *, force: bool = False) -> None:
+        """Re-queue jobs whose lease expired; remove files of jobs past the retention period."""
+        now = time.monotonic()
+        if not force and now - self._last_maintenance < self.config.maintenance_s:
+            return
+        self._last_maintenance = now
+        requeued = await jobs.requeue_expired(self.db, self.config.max_attempts)
+        if requeued:
+            log.warning("re-queued jobs whose lease expired: %s", ", ".join(requeued))
+        cutoff = utcnow() - timedelta(seconds=self.config.retention_s)
+        async with self.db.begin() as session:
+            old = await jobs.purgeable(session, cutoff)
+            for job in old:
+                shutil.rmtree(self.config.data_dir / "results" / job.id, ignore_errors=True)
+                if job.uploaded:
+                    shutil.rmtree(self.config.data_dir / "uploads" / job.id, ignore_errors=True)
+            await jobs.mark_purged(session, [j.id for j in old])
+        if old:
+            log.info("retention: removed files of %d job(s)", len(old))
+
+    def _spec(self, lease: jobs.Lease) -> JobSpec:
+        # Each attempt renders into its own scratch directory: whatever the renderer writes there
+        # (partial files, sidecars) is either published or removed with the directory.
+        scratch = self.config.data_dir / "results" / lease.job_id / f".attempt-{lease.attempt}-{lease.token[:8]}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        return JobSpec(
+            job_id=lease.job_id,
+            input_path=Path(lease.input_path),
+            duration_s=lease.duration_s,
+            aspect=lease.aspect,
+            output_tmp=scratch / RESULT_NAME,
+            plan_path=scratch / PLAN_NAME,
+        )
+
+    async def execute(self, lease: jobs.Lease) -> str:
+        """Run one claimed job; returns what happened (succeeded, failed, lost, released)."""
+        spec = self._spec(lease)
+        if lease.attempt > 1:
+            await self._kill_orphans(lease)
+        argv = self.executor.argv(spec)
+        log.info("job %s attempt %d: %s", lease.job_id, lease.attempt, " ".join(argv))
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group: one killpg stops everything it started
+            preexec_fn=_pdeathsig,
+        )
+        await jobs.record_event(self.db, lease.job_id, "spawned", host=socket.gethostname(), pgid=proc.pid,
+                                attempt=lease.attempt)  # fmt: skip
+        talk = asyncio.ensure_future(proc.communicate())
+        drain_deadline: float | None = None
+        try:
+            while True:
+                done, _ = await asyncio.wait({talk}, timeout=self.config.heartbeat_s)
+                if done:
+                    break
+                if not await jobs.heartbeat(self.db, lease, self.config.lease_s):
+                    log.warning("job %s: lease lost (expired or cancelled); killing the renderer", lease.job_id)
+                    kill_group(proc)
+                    return "lost"
+                if time.monotonic() - started > self.config.job_timeout_s:
+                    kill_group(proc)
+                    await jobs.finish(
+                        self.db, lease, succeeded=False, error=f"timed out after {self.config.job_timeout_s:g} s"
+                    )
+                    return "failed"
+                if self.draining.is_set():
+                    drain_deadline = drain_deadline or time.monotonic() + self.config.drain_grace_s
+                    if time.monotonic() > drain_deadline:
+                        kill_group(proc)
+                        await jobs.release(self.db, lease, "worker drained past its grace period")
+                        return "released"
+            stdout, stderr = talk.result()
+            return await self._record(lease, spec, proc.returncode, stdout, stderr)
+        finally:
+            kill_group(proc)
+            if not talk.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(talk, timeout=10)
+            if proc.returncode is None:
+                await proc.wait()
+            shutil.rmtree(spec.output_tmp.parent, ignore_errors=True)
+
+    async def _kill_orphans(self, lease: jobs.Lease) -> None:
+        """Kill renderers of earlier attempts of this job left behind on this host by a worker that died.
+
+        PR_SET_PDEATHSIG only reaches the direct child; its own children (ffmpeg) would render on
+        for nobody.  A process group is killed only if its leader's command line names this job, so
+        a recycled pid is never hit.
+        """
+        host = socket.gethostname()
+        for spawned in await jobs.spawned_groups(self.db, lease.job_id):
+            pgid = spawned.get("pgid")
+            if spawned.get("host") != host or not isinstance(pgid, int):
+                continue
+            for pid in _group_members(pgid):
+                if lease.job_id in process_cmdline(pid):
+                    log.warning("job %s: killing process group %d left by an earlier attempt", lease.job_id, pgid)
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(pgid, signal.SIGKILL)
+                    break
+
+    async def _record(self, lease: jobs.Lease, spec: JobSpec, rc: int | None, out: bytes, err: bytes) -> str:
+        tail = err.decode("utf-8", "replace")[-STDERR_TAIL:].strip()
+        if rc != 0:
+            await jobs.finish(self.db, lease, succeeded=False, error=f"renderer exited {rc}: {tail or '(no stderr)'}")
+            return "failed"
+        try:
+            self.executor.collect(spec, out.decode("utf-8", "replace"))
+        except MontageError as exc:
+            await jobs.finish(self.db, lease, succeeded=False, error=str(exc))
+            return "failed"
+        scratch = spec.output_tmp.parent
+        out_dir = scratch.parent
+        final, plan = out_dir / RESULT_NAME, out_dir / PLAN_NAME
+        # Still ours? Only then publish; the DB update below is the authority.
+        if not await jobs.heartbeat(self.db, lease, self.config.lease_s):
+            return "lost"
+        os.replace(spec.output_tmp, final)
+        os.replace(spec.plan_path, plan)
+        stem = spec.output_tmp.stem
+        for sidecar in scratch.glob(f"{stem}.*"):  # timelines (EDL, OTIO) written next to the output
+            os.replace(sidecar, out_dir / sidecar.name)
+        for stale in out_dir.glob(".attempt-*"):  # this attempt's scratch, and that of attempts whose worker died
+            shutil.rmtree(stale, ignore_errors=True)
+        if not await jobs.finish(self.db, lease, succeeded=True, result_path=str(final), plan_path=str(plan)):
+            return "lost"
+        log.info("job %s succeeded: %s", lease.job_id, final)
+        return "succeeded"
+
+
+def install_drain_handlers(worker: Worker) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_drain)

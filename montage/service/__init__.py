@@ -1,0 +1,1 @@
+"""The Montage HTTP service: ``create_app(settings)`` builds the FastAPI app (nothing runs at import)."""

@@ -1,0 +1,121 @@
+"""``/v1/admin``: jobs, flags, configuration, statistics and API keys.  Every route needs a key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from montage.db import flagstore, jobs, keys
+from montage.service.context import Context, Session, require_admin
+from montage.service.errors import ApiError, responses
+from montage.service.schemas import (
+    ConfigEntry,
+    ConfigOut,
+    DbStats,
+    Flags,
+    FlagUpdate,
+    JobList,
+    JobOut,
+    KeyCreate,
+    KeyCreated,
+    StateName,
+    Stats,
+    job_out,
+)
+
+router = APIRouter(
+    prefix="/v1/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses=responses(400, 401, 403, 503),
+)
+FlagName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.]{1,128}$")]
+
+
+@router.get("/jobs", response_model=JobList, responses=responses(422))
+async def list_jobs(
+    session: Session,
+    state: Annotated[StateName | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JobList:
+    return JobList(jobs=[job_out(j) for j in await jobs.list_jobs(session, state, limit)])
+
+
+async def _transition(session: Session, job_id: str, action: str) -> JobOut:
+    fn = jobs.cancel if action == "cancel" else jobs.retry
+    try:
+        job = await fn(session, job_id)
+    except jobs.TransitionError as exc:
+        raise ApiError(409, "invalid_transition", str(exc)) from None
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    await session.commit()
+    return job_out(job)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=responses(404, 409))
+async def cancel_job(job_id: str, session: Session) -> JobOut:
+    return await _transition(session, job_id, "cancel")
+
+
+@router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=responses(404, 409))
+async def retry_job(job_id: str, session: Session) -> JobOut:
+    return await _transition(session, job_id, "retry")
+
+
+@router.get("/flags", response_model=Flags)
+async def get_flags(session: Session) -> Flags:
+    return Flags(flags=await flagstore.get_flags(session))
+
+
+@router.put("/flags/{name}", response_model=Flags, responses=responses(422))
+async def put_flag(name: FlagName, body: FlagUpdate, ctx: Context, session: Session) -> Flags:
+    from montage.flags import write_flag
+
+    await flagstore.put_flag(session, name, body.value)
+    await session.commit()
+    write_flag(ctx.flags_file, name, body.value)  # mirror: USE_SETTINGS_V2 is read before the DB is known
+    return Flags(flags=await flagstore.get_flags(session))
+
+
+@router.get("/config", response_model=ConfigOut, summary="the effective configuration, secrets masked")
+async def get_config(ctx: Context) -> ConfigOut:
+    from montage.settings import masked_view
+
+    rows = masked_view(ctx.loaded)
+    return ConfigOut(
+        source=ctx.loaded.source,
+        settings={name: ConfigEntry(value=value, origin=origin) for name, value, origin in rows},
+    )
+
+
+@router.get("/stats", response_model=Stats)
+async def get_stats(ctx: Context, session: Session) -> Stats:
+    c = ctx.db.counters
+    return Stats(
+        jobs=await jobs.counts_by_state(session),
+        db=DbStats(
+            backend=ctx.db.backend,
+            replica=ctx.db.replica is not None,
+            read_fraction=ctx.db.read_fraction,
+            reads=dict(c.reads),
+            writes=c.writes,
+            replica_fallbacks=c.replica_fallbacks,
+        ),
+    )
+
+
+@router.post("/keys", status_code=201, response_model=KeyCreated, responses=responses(422))
+async def create_key(body: KeyCreate, session: Session) -> KeyCreated:
+    row, plain = await keys.create_key(session, body.name)
+    await session.commit()
+    return KeyCreated(id=row.id, name=row.name, key=plain, created_at=row.created_at)
+
+
+@router.delete("/keys/{key_id}", status_code=204, response_class=Response, responses=responses(404))
+async def revoke_key(key_id: str, session: Session) -> Response:
+    if await keys.revoke_key(session, key_id) is None:
+        raise ApiError(404, "key_not_found", f"no API key with id {key_id!r}")
+    await session.commit()
+    return Response(status_code=204)

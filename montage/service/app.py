@@ -1,0 +1,97 @@
+"""The app factory: ``create_app(loaded_settings)`` -> FastAPI app with /v1/public, /v1/admin, /metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from montage.db.database import Database
+from montage.settings import LoadedSettings
+
+log = logging.getLogger("montage.service")
+API_TITLE = "Montage"
+
+
+def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> FastAPI:
+    """Build the app.  ``database`` is injected by tests and by ``montage serve``; else built from settings.
+
+    Nothing connects here: the lifespan opens the database and closes it again.
+    """
+    from montage import __version__
+    from montage.db.migrate import head_revision
+    from montage.service import admin, public
+    from montage.service.context import ServiceContext
+    from montage.service.errors import BodyLimitMiddleware, install_error_handlers
+    from montage.service.metrics import MetricsMiddleware, ServiceMetrics
+
+    db = database if database is not None else Database.from_settings(loaded.settings)
+    ctx = ServiceContext(
+        loaded=loaded,
+        db=db,
+        metrics=ServiceMetrics(db.counters),
+        head_revision=head_revision(),
+        owns_db=database is None,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from montage.db.errors import describe
+        from montage.db.flagstore import import_flags_file
+
+        try:
+            imported = await import_flags_file(ctx.db, ctx.flags_file)
+            if imported:
+                log.info("flags file %s copied into the database: %s", ctx.flags_file, sorted(imported))
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            log.warning("could not copy the flags file into the database (%s); /ready reports it", describe(exc))
+        try:
+            yield
+        finally:
+            if ctx.owns_db:
+                await ctx.db.dispose()
+
+    app = FastAPI(
+        title=API_TITLE,
+        version=__version__,
+        description="Long footage in, short highlight montage out. Admin routes need an API key.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.include_router(public.router)
+    app.include_router(admin.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        await refresh_job_metrics(ctx)
+        return Response(ctx.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # The multipart envelope adds a little to the file itself; the handler checks the file's exact size.
+    body_limit = loaded.settings.service.upload_max_mb * 1024 * 1024 + 64 * 1024
+    app.add_middleware(BodyLimitMiddleware, limit=body_limit)
+    app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
+    return app
+
+
+async def refresh_job_metrics(ctx: object) -> None:
+    """Read job counts and durations for the scrape; a database outage shows as montage_db_up 0."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from montage.db import jobs
+    from montage.service.context import ServiceContext
+
+    assert isinstance(ctx, ServiceContext)
+    snap = ctx.metrics.collector.snapshot
+    try:
+        async with ctx.db.session() as session:
+            snap.counts = await jobs.counts_by_state(session)
+            snap.durations = await jobs.finished_durations(session)
+        snap.db_up = True
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("metrics: jobs database unavailable: %s", exc)
+        snap.db_up = False

@@ -1,0 +1,128 @@
+"""Prometheus metrics on a per-app registry (never the global one, so several apps can coexist).
+
+Request latency by route template and status, in-flight requests, jobs by state and their
+durations (read from the database when /metrics is scraped, so jobs finished by worker processes
+count), ``import_errors_total``, process CPU and memory, and statement counts per database target.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from montage.db.database import DbCounters
+from montage.service.imports import import_error_counts
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+JOB_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+@dataclass
+class JobSnapshot:
+    """Job figures read from the database at scrape time."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    durations: list[tuple[str, float]] = field(default_factory=list)
+    db_up: bool = False
+
+
+class _AppCollector(Collector):
+    def __init__(self, counters: DbCounters, snapshot: JobSnapshot) -> None:
+        self._counters = counters
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterable[Any]:
+        imports = CounterMetricFamily("import_errors", "Failed optional imports", labels=["module"])
+        counts = import_error_counts()
+        for module, n in sorted(counts.items()):
+            imports.add_metric([module], n)
+        if not counts:
+            imports.add_metric([""], 0)
+        yield imports
+
+        reads = CounterMetricFamily("montage_db_reads", "Read statements per database target", labels=["target"])
+        for target, n in sorted(self._counters.reads.items()):
+            reads.add_metric([target], n)
+        yield reads
+        yield CounterMetricFamily(
+            "montage_db_writes", "Write statements (always the primary)", value=self._counters.writes
+        )
+        yield CounterMetricFamily(
+            "montage_db_replica_fallbacks", "Reads retried on the primary after a replica error",
+            value=self._counters.replica_fallbacks,
+        )  # fmt: skip
+
+        snap = self.snapshot
+        yield GaugeMetricFamily("montage_db_up", "1 when the last scrape could read the jobs database",
+                                value=1.0 if snap.db_up else 0.0)  # fmt: skip
+        by_state = GaugeMetricFamily("montage_jobs", "Jobs by state", labels=["state"])
+        for state, n in sorted(snap.counts.items()):
+            by_state.add_metric([state], n)
+        yield by_state
+        hist = HistogramMetricFamily("montage_job_duration_seconds", "Run time of finished jobs", labels=["state"])
+        for state in sorted({s for s, _ in snap.durations}):
+            values = [d for s, d in snap.durations if s == state]
+            buckets = [(str(b), sum(1 for v in values if v <= b)) for b in JOB_BUCKETS]
+            buckets.append(("+Inf", len(values)))
+            hist.add_metric([state], buckets, sum(values))
+        yield hist
+
+
+class ServiceMetrics:
+    """The registry and instruments of one app."""
+
+    def __init__(self, counters: DbCounters) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "Request latency by route template, method and status",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("http_requests_in_flight", "Requests being served", registry=self.registry)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes
+        self.collector = _AppCollector(counters, JobSnapshot())
+        self.registry.register(self.collector)
+
+    def render(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware: times every HTTP request and labels it with its route template."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.in_flight.dec()
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            self.metrics.latency.labels(template, scope["method"], str(status)).observe(time.perf_counter() - started)

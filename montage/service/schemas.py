@@ -1,0 +1,118 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Aspect = Literal["16:9", "9:16"]
+StateName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FlagScalar = str | int | float | bool | None
+DURATION = Field(ge=1.0, le=3600.0, description="target montage length in seconds")
+
+
+class JobFromPath(BaseModel):
+    """Submit a file that already sits inside the configured media root."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(min_length=1, max_length=4096, description="path relative to (or inside) the media root")
+    duration: float = DURATION
+    aspect: Aspect = "16:9"
+
+
+class JobLinks(BaseModel):
+    self: str
+    result: str
+    plan: str
+
+
+class JobOut(BaseModel):
+    id: str
+    state: StateName
+    duration: float
+    aspect: str
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "not_ready"]
+    database: Literal["up", "down"]
+    revision: str | None
+    head: str | None
+    detail: str
+
+
+class FlagUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: FlagScalar
+
+
+class Flags(BaseModel):
+    flags: dict[str, FlagScalar]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+
+
+class KeyCreated(BaseModel):
+    id: str
+    name: str
+    key: str = Field(description="the API key; shown only in this response")
+    created_at: datetime
+
+
+class ConfigEntry(BaseModel):
+    value: str
+    origin: str
+
+
+class ConfigOut(BaseModel):
+    source: str
+    settings: dict[str, ConfigEntry]
+
+
+class DbStats(BaseModel):
+    backend: str
+    replica: bool
+    read_fraction: float
+    reads: dict[str, int]
+    writes: int
+    replica_fallbacks: int
+
+
+class Stats(BaseModel):
+    jobs: dict[str, int]
+    db: DbStats
+
+
+def job_out(job: Any) -> JobOut:
+    base = f"/v1/public/jobs/{job.id}"
+    return JobOut(
+        id=job.id,
+        state=job.state,
+        duration=job.duration_s,
+        aspect=job.aspect,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=job.error,
+        links=JobLinks(self=base, result=f"{base}/result", plan=f"{base}/plan"),
+    )

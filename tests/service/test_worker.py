@@ -1,0 +1,139 @@
+"""The worker with a real child process (ffmpeg) on a real SQLite file: success, timeout, lost lease."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from montage.db import jobs
+from montage.db.database import Database, make_engine
+from montage.jobs.executor import FfmpegTrimExecutor, MontageRunExecutor
+from montage.jobs.worker import Worker, WorkerConfig, process_cmdline
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _config(tmp_path: Path, **kw: float) -> WorkerConfig:
+    values = {"lease_s": 5.0, "heartbeat_s": 0.3, "poll_s": 0.1, "job_timeout_s": 60.0, "drain_grace_s": 5.0}
+    values.update(kw)
+    return WorkerConfig(worker_id="t", data_dir=tmp_path / "data", max_attempts=3, retention_s=3600, **values)
+
+
+async def _submit(db: Database, clip: Path, duration: float = 2) -> str:
+    async with db.begin() as session:
+        return (await jobs.create_job(session, input_path=str(clip), uploaded=False, duration_s=duration,
+                                      aspect="16:9")).id  # fmt: skip
+
+
+async def _job(db: Database, job_id: str) -> jobs.Job:
+    async with db.session() as session:
+        job = await jobs.get_job(session, job_id)
+        assert job is not None
+        return job
+
+
+@pytest.fixture
+async def db(sqlite_db_url: str) -> Database:
+    database = Database(make_engine(sqlite_db_url))
+    yield database  # type: ignore[misc]
+    await database.dispose()
+
+
+async def test_worker_renders_a_real_clip(db: Database, clip: Path, tmp_path: Path) -> None:
+    job_id = await _submit(db, clip)
+    worker = Worker(db, FfmpegTrimExecutor(threads=1), _config(tmp_path))
+    assert await worker.run(once=True) == 1
+    job = await _job(db, job_id)
+    assert job.state == "succeeded", job.error
+    result = Path(job.result_path or "")
+    assert result.name == "montage.mp4" and result.stat().st_size > 1000
+    assert sorted(p.name for p in result.parent.iterdir()) == ["montage.mp4", "plan.json"]
+    probe = await asyncio.create_subprocess_exec(
+        shutil.which("ffprobe") or "ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+        str(result), stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(probe.communicate(), 60)
+    assert abs(float(out) - 2.0) < 0.2
+
+
+async def test_renderer_failure_keeps_stderr_tail(db: Database, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video")
+    job_id = await _submit(db, bad)
+    await Worker(db, FfmpegTrimExecutor(threads=1), _config(tmp_path)).run(once=True)
+    job = await _job(db, job_id)
+    assert job.state == "failed" and "renderer exited" in (job.error or "") and "bad.mp4" in (job.error or "")
+
+
+async def test_timeout_kills_the_process_group(db: Database, clip: Path, tmp_path: Path) -> None:
+    job_id = await _submit(db, clip, duration=8)
+    slow = FfmpegTrimExecutor(threads=1, realtime=True)  # -re: 8 s of input take 8 s
+    await Worker(db, slow, _config(tmp_path, job_timeout_s=1.0)).run(once=True)
+    job = await _job(db, job_id)
+    assert job.state == "failed" and "timed out" in (job.error or "")
+    assert not list((tmp_path / "data" / "results" / job_id).glob("*.mp4"))
+
+
+async def test_cancel_makes_the_worker_kill_its_child(db: Database, clip: Path, tmp_path: Path) -> None:
+    job_id = await _submit(db, clip, duration=8)
+    worker = Worker(db, FfmpegTrimExecutor(threads=1, realtime=True), _config(tmp_path))
+    lease = await jobs.claim_next(db, "t", 5.0)
+    assert lease is not None
+    task = asyncio.ensure_future(worker.execute(lease))
+    await asyncio.sleep(1.0)
+    pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    children = [
+        p
+        for p in pids
+        if process_cmdline(p).startswith(shutil.which("ffmpeg") or "ffmpeg") and job_id in process_cmdline(p)
+    ]
+    assert children, "the renderer should be running"
+    async with db.begin() as session:
+        await jobs.cancel(session, job_id)
+    assert await asyncio.wait_for(task, 10) == "lost"
+    assert not [p for p in children if Path(f"/proc/{p}").exists() and process_cmdline(p)], "child survived"
+    assert (await _job(db, job_id)).state == "cancelled"
+
+
+async def test_retention_removes_old_files(db: Database, clip: Path, tmp_path: Path) -> None:
+    job_id = await _submit(db, clip)
+    worker = Worker(db, FfmpegTrimExecutor(threads=1), _config(tmp_path))
+    await worker.run(once=True)
+    results = tmp_path / "data" / "results" / job_id
+    assert results.is_dir()
+    expired = Worker(db, worker.executor, WorkerConfig(**{**worker.config.__dict__, "retention_s": 0.0}))
+    await expired.maintenance(force=True)
+    assert not results.exists() and (await _job(db, job_id)).purged_at is not None
+
+
+def test_montage_run_executor_argv() -> None:
+    from montage.jobs.executor import JobSpec
+
+    spec = JobSpec("j", Path("/in.mp4"), 20.0, "9:16", Path("/out/.a.mp4"), Path("/out/.a.plan.json"))
+    argv = MontageRunExecutor().argv(spec)
+    assert argv[1:] == ["-m", "montage", "run", "/in.mp4", "-o", "/out/.a.mp4", "--duration", "20", "--aspect",
+                        "9:16", "--json"]  # fmt: skip
+
+
+async def test_workers_paused_flag_applies_from_the_next_claim(db: Database, clip: Path, tmp_path: Path) -> None:
+    from montage.db import flagstore
+
+    job_id = await _submit(db, clip)
+    async with db.begin() as session:
+        await flagstore.put_flag(session, "WORKERS_PAUSED", True)
+    worker = Worker(db, FfmpegTrimExecutor(threads=1), _config(tmp_path))
+    assert await worker.run(once=True) == 0
+    assert (await _job(db, job_id)).state == "queued"
+    async with db.begin() as session:
+        await flagstore.put_flag(session, "WORKERS_PAUSED", False)
+    assert await worker.run(once=True) == 1
+    assert (await _job(db, job_id)).state == "succeeded"
