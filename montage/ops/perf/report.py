@@ -175,13 +175,14 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "## Runs",
         "",
-        "| # | side | warm-up | frames | user s | sys s | wall s | CPU fps | wall fps "
+        "| # | step | side | warm-up | frames | user s | sys s | wall s | CPU fps | wall fps "
         "| ffmpeg RSS MiB | parent RSS MiB | load 1m |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for i, s in enumerate(doc["samples"], 1):
+    runs = [("stored", s) for s in doc["prior_samples"]] + [(doc["mode"], s) for s in doc["samples"]]
+    for i, (step, s) in enumerate(runs, 1):
         lines.append(
-            f"| {i} | {s['side']} | {'yes' if s['warmup'] else ''} | {s['frames']} "
+            f"| {i} | {step} | {s['side']} | {'yes' if s['warmup'] else ''} | {s['frames']} "
             f"| {s['user_s']:.2f} | {s['sys_s']:.2f} "
             f"| {s['wall_s']:.2f} | {s['cpu_fps']:.1f} | {s['wall_fps']:.1f} | {s['ffmpeg_rss_mb']:.1f} "
             f"| {s['parent_rss_mb']:.1f} | {s['loadavg_before'][0]:.2f} |"
