@@ -70,7 +70,7 @@ def to_otio(plan: EditPlan, title: str) -> object:
         src = plan.sources[seg.source]
         for track in tracks:
             ref = otio.schema.ExternalReference(
-                target_url=Path(src.path).as_uri(),
+                target_url=Path(src.path).absolute().as_uri(),  # plans may hold relative paths
                 available_range=otio.opentime.TimeRange(
                     otio.opentime.RationalTime(0, rate), otio.opentime.RationalTime(round(src.duration * rate), rate)
                 ),

@@ -431,3 +431,16 @@ def test_long_crossfade_is_fitted(
     plan = load_plan(out.with_name("xf.plan.json"))
     assert 0 < plan.effects.crossfade <= min(s.duration for s in plan.segments) / 2
     assert_done_when(tools, out, duration=9.0, aspect="16:9", lufs=-16.0)
+
+
+def test_relative_paths_everywhere(
+    story_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Plans made from relative paths keep them; the OTIO export must still write absolute file URIs.
+    (tmp_path / "in.mp4").write_bytes(story_clip.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert _run(capsys, "in.mp4", "-o", "p.json", "--plan-only", "--duration", "4")[0] == 0
+    code, _, err = _run(capsys, "--from-plan", "p.json", "-o", "out.mp4")
+    assert code == 0, err
+    otio_text = (tmp_path / "out.otio").read_text()
+    assert (tmp_path / "in.mp4").as_uri() in otio_text
