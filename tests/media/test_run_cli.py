@@ -440,6 +440,9 @@ def test_relative_paths_everywhere(
     (tmp_path / "in.mp4").write_bytes(story_clip.read_bytes())
     monkeypatch.chdir(tmp_path)
     assert _run(capsys, "in.mp4", "-o", "p.json", "--plan-only", "--duration", "4")[0] == 0
+    raw = json.loads((tmp_path / "p.json").read_text())
+    raw["sources"][0]["path"] = "in.mp4"  # as a person (or the perf workload) writes a plan by hand
+    (tmp_path / "p.json").write_text(json.dumps(raw))
     code, _, err = _run(capsys, "--from-plan", "p.json", "-o", "out.mp4")
     assert code == 0, err
     otio_text = (tmp_path / "out.otio").read_text()
