@@ -113,3 +113,18 @@ def test_evaluate_bad_input_is_usage_error(tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["evaluate", str(bad), "-o", str(tmp_path / "o.out")]) == 2
     assert "not a readable canary_metrics.json" in capsys.readouterr().err
     assert not (tmp_path / "o.out").exists()
+
+
+def test_bootstrap_ratio_of_a_quantile() -> None:
+    from montage.ops import stats
+
+    base = [float(i) for i in range(1, 201)]
+    cand = [2.0 * x for x in base]
+    median = stats.bootstrap_ratio(cand, base, paired=True, resamples=200, seed=3)
+    assert median == stats.bootstrap_ratio(cand, base, paired=True, resamples=200, seed=3, quantile=0.5)
+    assert "median-ratio" in median.method
+    p99 = stats.bootstrap_ratio(cand, base, paired=True, resamples=200, seed=3, quantile=0.99)
+    assert "p99-ratio" in p99.method
+    assert p99.point == pytest.approx(2.0) and p99.low == pytest.approx(2.0) and p99.high == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="quantile"):
+        stats.bootstrap_ratio(cand, base, quantile=1.0)

@@ -185,8 +185,9 @@ def memory_limit() -> tuple[int, str]:
         return host, "host (no /proc/self/cgroup)"
     for line in lines:
         _, controllers, rel = line.split(":", 2)
-        if controllers == "":
-            base, name = Path("/sys/fs/cgroup"), "memory.max"
+        if controllers == "":  # cgroup v2: mounted at /sys/fs/cgroup, or .../unified on hybrid hosts
+            unified = Path("/sys/fs/cgroup/unified")
+            base, name = (unified if unified.is_dir() else Path("/sys/fs/cgroup")), "memory.max"
         elif "memory" in controllers.split(","):
             base, name = Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"
         else:
