@@ -6,8 +6,8 @@ lease alive, and record the outcome only while the lease is still ours.
 * job timeout: kill the group, fail the job;
 * SIGTERM/SIGINT: stop claiming; a running job may finish within ``drain_grace_s``, after that the
   group is killed and the job released back to the queue;
-* output is written to a per-attempt temporary file and renamed into place only after the lease
-  check, so a job has at most one result however many workers tried it.
+* output is written into a per-attempt scratch directory and renamed into place only after the
+  lease check, so a job has at most one result however many workers tried it.
 """
 
 from __future__ import annotations
@@ -171,15 +171,17 @@ class Worker:
             log.info("retention: removed files of %d job(s)", len(old))
 
     def _spec(self, lease: jobs.Lease) -> JobSpec:
-        out_dir = self.config.data_dir / "results" / lease.job_id
-        out_dir.mkdir(parents=True, exist_ok=True)
+        # Each attempt renders into its own scratch directory: whatever the renderer writes there
+        # (partial files, sidecars) is either published or removed with the directory.
+        scratch = self.config.data_dir / "results" / lease.job_id / f".attempt-{lease.attempt}-{lease.token[:8]}"
+        scratch.mkdir(parents=True, exist_ok=True)
         return JobSpec(
             job_id=lease.job_id,
             input_path=Path(lease.input_path),
             duration_s=lease.duration_s,
             aspect=lease.aspect,
-            output_tmp=out_dir / f".attempt-{lease.attempt}-{lease.token[:8]}.mp4",
-            plan_path=out_dir / f".attempt-{lease.attempt}-{lease.token[:8]}.plan.json",
+            output_tmp=scratch / RESULT_NAME,
+            plan_path=scratch / PLAN_NAME,
         )
 
     async def execute(self, lease: jobs.Lease) -> str:
@@ -232,8 +234,7 @@ class Worker:
                     await asyncio.wait_for(talk, timeout=10)
             if proc.returncode is None:
                 await proc.wait()
-            for leftover in spec.output_tmp.parent.glob(f"{spec.output_tmp.stem}.*"):
-                leftover.unlink(missing_ok=True)
+            shutil.rmtree(spec.output_tmp.parent, ignore_errors=True)
 
     async def _kill_orphans(self, lease: jobs.Lease) -> None:
         """Kill renderers of earlier attempts of this job left behind on this host by a worker that died.
@@ -264,17 +265,19 @@ class Worker:
         except MontageError as exc:
             await jobs.finish(self.db, lease, succeeded=False, error=str(exc))
             return "failed"
-        final, plan = spec.output_tmp.with_name(RESULT_NAME), spec.plan_path.with_name(PLAN_NAME)
+        scratch = spec.output_tmp.parent
+        out_dir = scratch.parent
+        final, plan = out_dir / RESULT_NAME, out_dir / PLAN_NAME
         # Still ours? Only then publish; the DB update below is the authority.
         if not await jobs.heartbeat(self.db, lease, self.config.lease_s):
             return "lost"
         os.replace(spec.output_tmp, final)
         os.replace(spec.plan_path, plan)
-        prefix = spec.output_tmp.stem
-        for sidecar in final.parent.glob(f"{prefix}.*"):  # timelines (EDL, OTIO) written next to the output
-            os.replace(sidecar, final.with_name("montage" + sidecar.name[len(prefix) :]))
-        for stale in final.parent.glob(".attempt-*"):  # partial output of attempts whose worker died
-            stale.unlink(missing_ok=True)
+        stem = spec.output_tmp.stem
+        for sidecar in scratch.glob(f"{stem}.*"):  # timelines (EDL, OTIO) written next to the output
+            os.replace(sidecar, out_dir / sidecar.name)
+        for stale in out_dir.glob(".attempt-*"):  # this attempt's scratch, and that of attempts whose worker died
+            shutil.rmtree(stale, ignore_errors=True)
         if not await jobs.finish(self.db, lease, succeeded=True, result_path=str(final), plan_path=str(plan)):
             return "lost"
         log.info("job %s succeeded: %s", lease.job_id, final)

@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", parents=[common], help="AST scans: import hacks and stubs (one parse per file)")
     scan.add_argument("--kind", choices=["all", "import_hacks", "stub_scan"], default="all")
     scan.add_argument("--allowlist", default=None, help="stub allow-list (default: phases/stub_allowlist.txt)")
+    adr = sub.add_parser("adr", parents=[common], help="write an ADR draft from a phase's bundles and evidence files")
+    adr.add_argument("phase")
+    adr.add_argument("--title", required=True, help="the decision's title, e.g. 'API merge'")
+    adr.add_argument(
+        "--evidence", type=Path, action="append", default=[], help="a measured file (JSON fields are listed)"
+    )
+    adr.add_argument("--number", type=int, default=None, help="ADR number (default: the next free one)")
+    adr.add_argument("--output-dir", type=Path, default=None, help="default: <root>/docs/adr")
+    adr.add_argument("--force", action="store_true", help="replace an existing file of the same name")
+    adr.add_argument("--stdout", action="store_true", help="print the draft instead of writing it")
     return parser
 
 
@@ -271,6 +281,31 @@ def cmd_scan(ctx: Ctx) -> int:
     return ExitCode.INCONCLUSIVE if result.errors else ExitCode.OK
 
 
+def cmd_adr(ctx: Ctx) -> int:
+    from montage.ops.adr import render_draft, write_draft
+    from montage.ops.bundle import ProofsLayout
+    from montage.ops.loader import load_roadmap
+
+    args = ctx.args
+    path, text = render_draft(
+        load_roadmap(ctx.phases_dir),
+        _phase_number(args.phase),
+        args.title,
+        ProofsLayout(ctx.proofs_dir),
+        ctx.root,
+        evidence=args.evidence,
+        number=args.number,
+        adr_dir=args.output_dir,
+    )
+    if args.stdout:
+        print(text, end="")
+        return ExitCode.OK
+    write_draft(path, text, overwrite=bool(args.force))
+    ctx.out(f"ADR draft written to {path} (status Proposed: write the decision, then set Status: Accepted)")
+    ctx.emit({"path": str(path)})
+    return ExitCode.OK
+
+
 COMMANDS: dict[str, Callable[[Ctx], int]] = {
     "list": cmd_list,
     "status": cmd_status,
@@ -280,6 +315,7 @@ COMMANDS: dict[str, Callable[[Ctx], int]] = {
     "rollback": cmd_rollback,
     "schema": cmd_schema,
     "scan": cmd_scan,
+    "adr": cmd_adr,
 }
 
 
