@@ -38,6 +38,18 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
             "--cov-report=json:var/coverage.json",
         ]
     ],
+    "canary": [
+        [PY, "-m", "montage.ops.canary", "collect", "-o", "var/canary/canary_metrics.json"],
+        [
+            PY,
+            "-m",
+            "montage.ops.canary",
+            "evaluate",
+            "var/canary/canary_metrics.json",
+            "-o",
+            "var/canary/evaluate_canary.out",
+        ],
+    ],
     "perf": [[PY, "-m", "montage.ops.perf", "guard"]],  # `nox -s perf -- --update-baseline` recaptures
     "lint": [
         [PY, "-m", "ruff", "check", "."],

@@ -127,8 +127,12 @@ def bootstrap_ratio(
     confidence: float = DEFAULT_CONFIDENCE,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
+    quantile: float = 0.5,
 ) -> Interval:
     """Percentile-bootstrap interval of ``median(candidate) / median(baseline)``.
+
+    ``quantile`` other than 0.5 bootstraps the ratio of that quantile instead (e.g. 0.99: the
+    canary's p99 latency ratio; linear interpolation, numpy's default method).
 
     ``paired=True`` needs equal lengths and resamples index pairs. The baseline's median (and every
     resampled one) must be positive. Same inputs and seed: same interval, on every platform
@@ -143,7 +147,13 @@ def bootstrap_ratio(
         raise ValueError(f"paired bootstrap needs equal sample counts, got {len(candidate)} and {len(baseline)}")
     if min(baseline) <= 0:
         raise ValueError("baseline samples must be positive to form a ratio")
-    point = median(candidate) / median(baseline)
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must lie strictly between 0 and 1, got {quantile!r}")
+
+    def stat(values: Sequence[float]) -> float:
+        return median(values) if quantile == 0.5 else _quantile(sorted(values), quantile)
+
+    point = stat(candidate) / stat(baseline)
     rng = random.Random(seed)
     nc, nb = len(candidate), len(baseline)
     ratios: list[float] = []
@@ -155,15 +165,16 @@ def bootstrap_ratio(
         else:
             c = [candidate[rng.randrange(nc)] for _ in range(nc)]
             b = [baseline[rng.randrange(nb)] for _ in range(nb)]
-        ratios.append(median(c) / median(b))
+        ratios.append(stat(c) / stat(b))
     ratios.sort()
     alpha = (1.0 - confidence) / 2.0
+    name = "median" if quantile == 0.5 else f"p{quantile * 100:g}"
     return Interval(
         point=point,
         low=_quantile(ratios, alpha),
         high=_quantile(ratios, 1.0 - alpha),
         confidence=confidence,
-        method=f"bootstrap-{'paired' if paired else 'unpaired'}-median-ratio(resamples={resamples},seed={seed})",
+        method=f"bootstrap-{'paired' if paired else 'unpaired'}-{name}-ratio(resamples={resamples},seed={seed})",
     )
 
 
@@ -225,6 +236,7 @@ def judge_ratio(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     min_samples: int = 3,
+    quantile: float = 0.5,
 ) -> Decision:
     """Bootstrap the ratio of medians and decide; too few samples on either side is INCONCLUSIVE."""
     if len(candidate) < min_samples or len(baseline) < min_samples:
@@ -236,7 +248,7 @@ def judge_ratio(
             f"too few samples (candidate {len(candidate)}, baseline {len(baseline)}; need {min_samples} each)",
         )
     interval = bootstrap_ratio(
-        candidate, baseline, paired=paired, confidence=confidence, resamples=resamples, seed=seed
+        candidate, baseline, paired=paired, confidence=confidence, resamples=resamples, seed=seed, quantile=quantile
     )
     return decide(interval, threshold=threshold, worse=worse)
 

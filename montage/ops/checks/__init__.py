@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 # name -> module implementing the contract above.  One line per kind.
 KINDS: dict[str, str] = {
+    "canary": "montage.ops.checks.canary",
     "command": "montage.ops.checks.command",
     "coverage": "montage.ops.checks.coverage_thresholds",
     "file": "montage.ops.checks.file",

@@ -1,0 +1,70 @@
+"""Fixtures of the canary tests: recorded canary_metrics.json documents built from seeded samples."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from montage.ops.canary.collect import KINDS
+from montage.ops.canary.judge import SYNTHETIC_NOTE
+
+MakeMetrics = Callable[..., dict[str, Any]]
+
+
+def _side(latencies: list[float], statuses: list[int], import_errors: int | None, cpu: float | None,
+          mem: float | None) -> dict[str, Any]:  # fmt: skip
+    scrape: dict[str, Any] = {"import_errors_by_module": {}}
+    if import_errors is None:
+        scrape = {"error": "ConnectError: connection refused"}
+    else:
+        scrape["import_errors_total"] = import_errors
+        if import_errors:
+            scrape["import_errors_by_module"] = {"resolve_mcp": float(import_errors)}
+    return {
+        "ref": "x",
+        "commit": "0" * 40,
+        "scrape_before": scrape,
+        "scrape_after": scrape,
+        "resources": {"cpu_percent": cpu, "mem_percent": mem, "cpu_how": "test", "mem_how": "test"},
+        "samples": {
+            "kind": [KINDS[i % len(KINDS)] for i in range(len(statuses))],
+            "status": statuses,
+            "latency_s": latencies,
+        },
+    }
+
+
+@pytest.fixture
+def make_metrics() -> MakeMetrics:
+    """``make_metrics(n=600, slowdown=1.0, errors=0, unanswered=0, import_errors=0, cpu=10, mem=1)``.
+
+    Latencies are seeded log-normal samples (about 5 ms median); the candidate's are the baseline's
+    pair-wise times ``slowdown`` with a little independent noise.
+    """
+
+    def make(n: int = 600, slowdown: float = 1.0, errors: int = 0, unanswered: int = 0,
+             import_errors: int | None = 0, cpu: float | None = 10.0, mem: float | None = 1.0,
+             seed: int = 1) -> dict[str, Any]:  # fmt: skip
+        rng = random.Random(seed)
+        base = [rng.lognormvariate(-5.3, 0.5) for _ in range(n)]
+        cand = [b * slowdown * rng.uniform(0.97, 1.03) for b in base]
+        cstatus = [200] * n
+        for i in range(errors):
+            cstatus[i * 7 % n] = 500
+        for i in range(unanswered):
+            cstatus[(i * 11 + 3) % n] = 0
+        return {
+            "schema": 1,
+            "source": "local",
+            "synthetic": True,
+            "note": SYNTHETIC_NOTE,
+            "sides": {
+                "baseline": _side(base, [200] * n, 0, 10.0, 1.0),
+                "candidate": _side(cand, cstatus, import_errors, cpu, mem),
+            },
+        }
+
+    return make

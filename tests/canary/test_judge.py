@@ -1,0 +1,130 @@
+"""The SLO judgement on recorded samples: deterministic, every SLO's PASS / FAIL / INCONCLUSIVE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from montage.ops.canary import cli
+from montage.ops.canary.judge import Slos, judge
+from montage.ops.checks import canary as kind
+from montage.ops.checks.base import Verdict
+from montage.ops.stats import Verdict as V
+
+from .conftest import MakeMetrics
+
+SLOS = Slos(resamples=500)
+
+
+def slo(metrics: dict[str, object], name: str) -> V:
+    return {r.name: r.verdict for r in judge(metrics, SLOS).slos}[name]
+
+
+def test_unchanged_candidate_passes_every_slo(make_metrics: MakeMetrics) -> None:
+    m = make_metrics()
+    result = judge(m, SLOS)
+    assert result.verdict == "PASS", result.text(m)
+    text = result.text(m)
+    assert text.splitlines()[0] == "PASS"
+    assert len(text.splitlines()) == 7  # verdict, five SLOs, the synthetic-load note
+    assert "not production traffic" in text
+
+
+def test_latency_fail_pass_inconclusive(make_metrics: MakeMetrics) -> None:
+    assert slo(make_metrics(slowdown=1.6), "p99_latency_ratio") is V.FAIL
+    assert slo(make_metrics(slowdown=0.9), "p99_latency_ratio") is V.PASS
+    assert slo(make_metrics(slowdown=1.2), "p99_latency_ratio") is V.INCONCLUSIVE  # straddles the bound
+    assert slo(make_metrics(n=50), "p99_latency_ratio") is V.INCONCLUSIVE  # too few samples
+
+
+def test_error_rate_by_wilson_interval(make_metrics: MakeMetrics) -> None:
+    assert slo(make_metrics(n=600, errors=0), "error_rate_5xx") is V.PASS  # upper bound 0.64 %
+    assert slo(make_metrics(n=600, errors=30), "error_rate_5xx") is V.FAIL  # 5 %, lower bound > 1 %
+    assert slo(make_metrics(n=600, errors=6), "error_rate_5xx") is V.INCONCLUSIVE  # 1 %: straddles
+    assert slo(make_metrics(n=600, unanswered=30), "error_rate_5xx") is V.FAIL  # unanswered count too
+    assert slo(make_metrics(n=100), "error_rate_5xx") is V.INCONCLUSIVE
+
+
+def test_import_errors_exact_with_liveness(make_metrics: MakeMetrics) -> None:
+    assert slo(make_metrics(import_errors=0), "import_errors") is V.PASS
+    assert slo(make_metrics(import_errors=1), "import_errors") is V.FAIL
+    assert slo(make_metrics(import_errors=None), "import_errors") is V.INCONCLUSIVE  # scrape failed
+    # zero errors, but the candidate answered nothing: not measured, not healthy
+    dead = make_metrics(unanswered=600)
+    assert slo(dead, "import_errors") is V.INCONCLUSIVE
+    assert slo(dead, "error_rate_5xx") is V.FAIL
+
+
+def test_gauges_against_limits(make_metrics: MakeMetrics) -> None:
+    assert slo(make_metrics(cpu=80.0, mem=85.0), "cpu") is V.PASS
+    assert slo(make_metrics(cpu=80.5), "cpu") is V.FAIL
+    assert slo(make_metrics(mem=90.0), "mem") is V.FAIL
+    assert slo(make_metrics(cpu=None), "cpu") is V.INCONCLUSIVE
+    assert slo(make_metrics(n=100), "mem") is V.INCONCLUSIVE
+
+
+def test_overall_verdicts(make_metrics: MakeMetrics) -> None:
+    assert judge(make_metrics(slowdown=1.2), SLOS).verdict == "PARTIAL"
+    assert judge(make_metrics(import_errors=2), SLOS).verdict == "FAIL"
+    assert judge(make_metrics(n=20, import_errors=None, cpu=None, mem=None), SLOS).verdict == "INCONCLUSIVE"
+
+
+def test_rejudge_is_deterministic_and_maps_partial_to_inconclusive(make_metrics: MakeMetrics, tmp_path: Path) -> None:
+    params = kind.Params(resamples=500)
+    (tmp_path / kind.METRICS).write_text(json.dumps(make_metrics(slowdown=1.2)), encoding="utf-8")
+    first = kind.rejudge(params, tmp_path)
+    assert first == kind.rejudge(params, tmp_path)
+    assert first.verdict is Verdict.INCONCLUSIVE
+    assert "p99_latency_ratio INCONCLUSIVE" in first.reason
+    (tmp_path / kind.METRICS).write_text(json.dumps(make_metrics()), encoding="utf-8")
+    assert kind.rejudge(params, tmp_path).verdict is Verdict.PASS
+
+
+def test_rejudge_of_missing_or_malformed_evidence_is_error(tmp_path: Path) -> None:
+    params = kind.Params()
+    assert kind.rejudge(params, tmp_path).verdict is Verdict.ERROR
+    (tmp_path / kind.METRICS).write_text('{"sides": {}}', encoding="utf-8")
+    judged = kind.rejudge(params, tmp_path)
+    assert judged.verdict is Verdict.ERROR
+    assert "malformed" in judged.reason
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [({}, 0), ({"slowdown": 1.2}, 4), ({"import_errors": 1}, 1),
+     ({"n": 20, "import_errors": None, "cpu": None, "mem": None}, 3)],
+)  # fmt: skip
+def test_evaluate_exit_codes(
+    make_metrics: MakeMetrics, tmp_path: Path, overrides: dict[str, object], code: int
+) -> None:
+    path = tmp_path / "canary_metrics.json"
+    path.write_text(json.dumps(make_metrics(**overrides)), encoding="utf-8")
+    out = tmp_path / "evaluate_canary.out"
+    assert cli.main(["evaluate", str(path), "-o", str(out)]) == code
+    first = out.read_text(encoding="utf-8").splitlines()[0]
+    assert first == {0: "PASS", 4: "PARTIAL", 1: "FAIL", 3: "INCONCLUSIVE"}[code]
+
+
+def test_evaluate_bad_input_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_text("not json", encoding="utf-8")
+    assert cli.main(["evaluate", str(bad), "-o", str(tmp_path / "o.out")]) == 2
+    assert "not a readable canary_metrics.json" in capsys.readouterr().err
+    assert not (tmp_path / "o.out").exists()
+
+
+def test_bootstrap_ratio_of_a_quantile() -> None:
+    from montage.ops import stats
+
+    base = [float(i) for i in range(1, 201)]
+    cand = [2.0 * x for x in base]
+    median = stats.bootstrap_ratio(cand, base, paired=True, resamples=200, seed=3)
+    assert median == stats.bootstrap_ratio(cand, base, paired=True, resamples=200, seed=3, quantile=0.5)
+    assert "median-ratio" in median.method
+    p99 = stats.bootstrap_ratio(cand, base, paired=True, resamples=200, seed=3, quantile=0.99)
+    assert "p99-ratio" in p99.method
+    assert p99.point == pytest.approx(2.0) and p99.low == pytest.approx(2.0) and p99.high == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="quantile"):
+        stats.bootstrap_ratio(cand, base, quantile=1.0)
