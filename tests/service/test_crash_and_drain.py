@@ -71,7 +71,9 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: flo
 def test_sigkill_mid_render_gives_exactly_one_result_and_no_lost_job(
     tmp_path: Path, sqlite_db_url: str, clip: Path, executor: str
 ) -> None:
-    env = service_env(tmp_path, sqlite_db_url, executor=executor, executor_realtime="true", lease_s="2")
+    # lease 6 s with 0.5 s heartbeats: a survivor delayed by a loaded machine keeps its lease (at 2 s a
+    # slow heartbeat under load lost it and made a third attempt), and the re-queue still comes quickly.
+    env = service_env(tmp_path, sqlite_db_url, executor=executor, executor_realtime="true", lease_s="6")
 
     def submit(duration: float) -> str:
         job = _query(sqlite_db_url, lambda s: jobs.create_job(s, input_path=str(clip), uploaded=False,
