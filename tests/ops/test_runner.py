@@ -218,8 +218,9 @@ def test_stale_after_input_change_but_not_after_commit(two_phases: Repo, capsys:
     capsys.readouterr()
     assert repo.ops("gate", "0", "--json") == 0
     assert json.loads(capsys.readouterr().out)["verdict"] == "PASS"
-    run_dirs = sorted((repo.proofs / "phase-00" / "runs").iterdir())
-    assert json.loads((run_dirs[-1] / "manifest.json").read_text())["git"]["dirty"] is True
+    run_dirs = sorted((repo.proofs / "phase-00" / "runs").iterdir())  # names sort by creation time
+    newest = json.loads((run_dirs[-1] / "manifest.json").read_text())
+    assert newest["mode"] == "gate" and newest["git"]["dirty"] is True
     repo.write("src/app.py", "def add(a, b):\n    return a + b\n")
     repo.write("src/app.py", "def add(a, b):\n    return b + a\n")
     st = status_of(repo, capsys)[0]
