@@ -63,7 +63,9 @@ def utc_now() -> str:
 
 
 def new_bundle_name() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    """Sortable by creation time (microseconds included), unique (random suffix)."""
+    now = dt.datetime.now(dt.UTC)
+    return now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond:06d}Z-" + secrets.token_hex(3)
 
 
 @contextlib.contextmanager

@@ -61,9 +61,16 @@ def changed_inputs(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return out
 
 
-def git_state(repo_root: Path) -> dict[str, Any]:
+def git_state(repo_root: Path, proofs_dir: Path | None = None) -> dict[str, Any]:
+    """HEAD and whether tracked files differ from it (committed bundles being replaced do not count)."""
     commit = _git(repo_root, "rev-parse", "HEAD")
-    status = _git(repo_root, "status", "--porcelain", "--untracked-files=no")
+    pathspec = ["--", "."]
+    if proofs_dir is not None:
+        try:
+            pathspec.append(f":(exclude){proofs_dir.resolve().relative_to(repo_root.resolve()).as_posix()}")
+        except ValueError:
+            pass  # bundles live outside the repository: nothing to exclude
+    status = _git(repo_root, "status", "--porcelain", "--untracked-files=no", *pathspec)
     return {
         "commit": commit.strip() if commit else None,
         "dirty": bool(status.strip()) if status is not None else None,

@@ -180,7 +180,7 @@ def write_bundle(state: RunState) -> RunState:
         "definition_sha256": phase.definition_hash(),
         "started_at": state.started_at,
         "finished_at": bundles.utc_now(),
-        "git": fingerprint.git_state(state.opts.repo_root),
+        "git": fingerprint.git_state(state.opts.repo_root, state.opts.proofs_dir),
         "host": fingerprint.host_fingerprint(),
         "tools": fingerprint.tool_versions(),
         "inputs": {"globs": phase.inputs, "fingerprint": fingerprint.combine(inputs), "files": inputs},

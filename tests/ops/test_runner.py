@@ -211,6 +211,17 @@ def test_stale_after_input_change_but_not_after_commit(two_phases: Repo, capsys:
     assert repo.ops("run", "0") == 0
     repo.commit_all("add bundle")  # committing the bundle (and everything else) keeps it current
     assert status_of(repo, capsys)[0]["state"] == "PASS"
+    assert repo.ops("run", "0") == 0  # replaces the committed latest/: the tree is not "dirty" for that
+    manifest = json.loads((repo.proofs / "phase-00" / "latest" / "manifest.json").read_text())
+    assert manifest["git"]["dirty"] is False
+    repo.write("src/app.py", "def add(a, b):\n    return a + b  # edited\n")
+    capsys.readouterr()
+    assert repo.ops("gate", "0", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "PASS"
+    run_dirs = sorted((repo.proofs / "phase-00" / "runs").iterdir())  # names sort by creation time
+    newest = json.loads((run_dirs[-1] / "manifest.json").read_text())
+    assert newest["mode"] == "gate" and newest["git"]["dirty"] is True
+    repo.write("src/app.py", "def add(a, b):\n    return a + b\n")
     repo.write("src/app.py", "def add(a, b):\n    return b + a\n")
     st = status_of(repo, capsys)[0]
     assert st["state"] == "STALE" and "changed src/app.py" in st["reasons"][0]
