@@ -1,0 +1,1 @@
+"""Runtime safeguards: memory limits read from the process's own cgroup (see memory_manager)."""
