@@ -101,12 +101,17 @@ def _garbled(root: Path, path: Path, value: str, expected: str) -> MemoryReadErr
     return MemoryReadError(f"{_display(root, path)} contains {shown!r}; expected {expected}.")
 
 
+def _is_count(value: str) -> bool:
+    """ASCII digits only (str.isdigit also accepts '²', which int() rejects)."""
+    return value.isascii() and value.isdigit()
+
+
 def _parse_bytes(text: str, path: Path, root: Path, *, allow_max: bool) -> int | None:
     """A byte count; None for "max" (v2 unlimited) when allowed."""
     value = text.strip()
     if allow_max and value == "max":
         return None
-    if not value.isdigit():
+    if not _is_count(value):
         expected = "a byte count or 'max'" if allow_max else "a byte count"
         raise _garbled(root, path, value, expected)
     return int(value)
@@ -120,7 +125,7 @@ def _parse_proc_cgroup(text: str, path: Path, root: Path) -> tuple[str | None, s
         if not line.strip():
             continue
         parts = line.split(":", 2)
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[2].startswith("/"):
+        if len(parts) != 3 or not _is_count(parts[0]) or not parts[2].startswith("/"):
             raise _garbled(root, path, line, "lines 'ID:CONTROLLERS:/PATH' such as '0::/' or '4:memory:/user'")
         hierarchy, controllers, cgroup_path = parts
         if hierarchy == "0" and controllers == "":
@@ -167,6 +172,18 @@ def _parse_mountinfo(text: str, path: Path, root: Path) -> list[_Mount]:
     return mounts
 
 
+def _exposes(mount: _Mount, cgroup_path: str) -> bool:
+    """Whether the mount shows ``cgroup_path`` (its root is that path or an ancestor)."""
+    mount_root = PurePosixPath(mount.root)
+    path = PurePosixPath(cgroup_path)
+    return path == mount_root or mount_root in path.parents
+
+
+def _by_exposure(mounts: list[_Mount], cgroup_path: str) -> list[_Mount]:
+    """Mounts showing ``cgroup_path`` first (a host can mount one hierarchy more than once)."""
+    return sorted(mounts, key=lambda mount: not _exposes(mount, cgroup_path))
+
+
 def _cgroup_dir(mount: _Mount, cgroup_path: str, root: Path) -> tuple[Path, Path]:
     """(the process's cgroup directory, the mount point) under ``root``."""
     top = root / mount.mount_point.lstrip("/")
@@ -197,7 +214,7 @@ def _inactive_file(stat_path: Path, root: Path, keys: tuple[str, ...]) -> int:
             values[parts[0]] = parts[1]
     for key in keys:
         if key in values:
-            if not values[key].isdigit():
+            if not _is_count(values[key]):
                 raise _garbled(root, stat_path, f"{key} {values[key]}", f"'{key} <bytes>'")
             return int(values[key])
     raise MemoryReadError(f"{_display(root, stat_path)} has no {' or '.join(keys)} line; expected one.")
@@ -256,15 +273,14 @@ def _detect(root: Path) -> MemoryReading:
     # hosts list the unified "0::" line as well, without the memory controller), else v2.
     candidates: list[tuple[str, _Mount, str]] = []
     if v1_memory is not None:
-        candidates += [
-            ("cgroup v1", m, v1_memory) for m in mounts if m.fstype == "cgroup" and "memory" in m.super_options
-        ]
+        v1_mounts = [m for m in mounts if m.fstype == "cgroup" and "memory" in m.super_options]
+        candidates += [("cgroup v1", m, v1_memory) for m in _by_exposure(v1_mounts, v1_memory)]
     if unified is not None:
-        candidates += [("cgroup v2", m, unified) for m in mounts if m.fstype == "cgroup2"]
+        v2_mounts = [m for m in mounts if m.fstype == "cgroup2"]
+        candidates += [("cgroup v2", m, unified) for m in _by_exposure(v2_mounts, unified)]
     if not candidates:
-        return _host_reading(
-            f"no cgroup memory mount for {_display(root, cgroup_file)} in {_display(root, mountinfo_file)}"
-        )
+        where = f"{_display(root, cgroup_file)} in {_display(root, mountinfo_file)}"
+        return _host_reading(f"no cgroup memory mount for {where}")
 
     version, mount, cgroup_path = candidates[0]
     leaf, top = _cgroup_dir(mount, cgroup_path, root)
