@@ -67,11 +67,8 @@ class _Level:
 
 
 def _display(root: Path, path: Path) -> str:
-    """The path as the process sees it (without the test root)."""
-    try:
-        return "/" + str(path.relative_to(root)).lstrip("/")
-    except ValueError:  # pragma: no cover - every path is built under root
-        return str(path)
+    """The path as the process sees it (without the test root); every path here is built under root."""
+    return "/" + str(path.relative_to(root))
 
 
 def _read_text(path: Path, root: Path) -> str | None:
