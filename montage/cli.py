@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
 from collections.abc import Sequence
 
-from montage.errors import ExitCode, MontageError, exit_code_for
+from montage.errors import ExitCode, run_reporting
 
 # name -> (module, one-line help).  Keep alphabetical within a group.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -66,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in args_list
     # The first non-option word is the command; everything after it belongs to the command.
     command_index = next((i for i, a in enumerate(args_list) if not a.startswith("-")), None)
-    try:
+
+    def dispatch() -> int:
         if command_index is None or args_list[command_index] not in COMMANDS:
             top = _top_parser()
             ns = top.parse_args(args_list)
@@ -85,28 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser, module = build_command_parser(name)
         ns = parser.parse_args(rest)
         return int(module.run(ns))  # type: ignore[attr-defined]
+
+    try:
+        return run_reporting(PROG, dispatch, debug=debug)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
-    except BrokenPipeError:  # `montage ... | head`: the reader left; not an error of ours
-        sys.stderr.close()
-        return ExitCode.OK
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except MontageError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:  # an unexpected bug: still one paragraph, traceback only with --debug
-        if debug:
-            traceback.print_exc()
-        print(
-            f"{PROG}: internal error: {type(exc).__name__}: {exc}. Re-run with --debug for the traceback "
-            "and report it.",
-            file=sys.stderr,
-        )
-        return exit_code_for(exc)
 
 
 def console_main() -> None:

@@ -8,6 +8,7 @@ README; keep the two in sync (``tests/test_errors.py`` checks it).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 
 class ExitCode(enum.IntEnum):
@@ -165,3 +166,43 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
     return ExitCode.FAIL
+
+
+def run_reporting(
+    prog: str,
+    call: Callable[[], int],
+    *,
+    debug: bool = False,
+    interrupted: str = "interrupted",
+) -> int:
+    """Run a command body and turn its outcome into an exit code, the way every entry point does.
+
+    A :class:`MontageError` prints one paragraph (``PROG: error: ...``) and exits with its code; an
+    unexpected exception prints one paragraph too (a traceback only with ``debug``); Ctrl-C exits
+    130; a closed pipe (``... | head``) is not an error.
+    """
+    import sys
+    import traceback
+
+    try:
+        return int(call())
+    except BrokenPipeError:  # the reader left; not an error of ours
+        sys.stderr.close()
+        return ExitCode.OK
+    except KeyboardInterrupt:
+        print(f"{prog}: {interrupted}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except MontageError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # a bug: still one paragraph, the traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        print(
+            f"{prog}: internal error: {type(exc).__name__}: {exc}. Re-run with --debug for the traceback "
+            "and report it.",
+            file=sys.stderr,
+        )
+        return exit_code_for(exc)

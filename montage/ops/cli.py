@@ -12,13 +12,12 @@ import json
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from montage.errors import ExitCode, MontageError, UsageError, exit_code_for
+from montage.errors import ExitCode, UsageError, run_reporting
 
 PROG = "python -m montage.ops"
 
@@ -333,25 +332,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return int(COMMANDS[args.command](Ctx(args)))
-    except BrokenPipeError:  # `... | head`: the reader left; not an error of ours
-        sys.stderr.close()
-        return ExitCode.OK
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no bundle was written for the interrupted run", file=sys.stderr)
-        return ExitCode.INTERRUPTED
-    except MontageError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:  # a bug: one paragraph, traceback only with --debug
-        if debug:
-            traceback.print_exc()
-        print(
-            f"{PROG}: internal error: {type(exc).__name__}: {exc}. Re-run with --debug for the traceback.",
-            file=sys.stderr,
+        return run_reporting(
+            PROG,
+            lambda: COMMANDS[args.command](Ctx(args)),
+            debug=debug,
+            interrupted="interrupted; no bundle was written for the interrupted run",
         )
-        return exit_code_for(exc)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from montage.errors import ExitCode, MontageError, UsageError
+from montage.errors import ExitCode, UsageError, run_reporting
 
 PROG = "montage.ops.canary"
 EXIT_OF = {
@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
     d = Params()
     parser = argparse.ArgumentParser(prog=PROG, description="Local canary: baseline vs working tree on loopback.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
     col = sub.add_parser("collect", help="serve both sides, send the same synthetic traffic, write raw samples")
     col.add_argument("--repo", type=Path, default=Path("."), help="git repository (the candidate tree)")
@@ -91,12 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return cmd_collect(args) if args.command == "collect" else cmd_evaluate(args)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
-    except MontageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
+        return run_reporting(
+            PROG,
+            lambda: cmd_collect(args) if args.command == "collect" else cmd_evaluate(args),
+            debug=args.debug,
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)

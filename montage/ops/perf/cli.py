@@ -13,11 +13,10 @@ import json
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from montage.errors import ExitCode, MontageError, UsageError
+from montage.errors import ExitCode, UsageError, run_reporting
 
 PROG = "python -m montage.ops.perf"
 VERDICT_EXIT = {"PASS": ExitCode.OK, "FAIL": ExitCode.FAIL, "INCONCLUSIVE": ExitCode.INCONCLUSIVE}
@@ -153,7 +152,8 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+
+    def dispatch() -> int:
         if args.command == "baseline":
             return cmd_baseline(args.repo, args.workdir, args.output, args.runs)
         if args.command == "guard":
@@ -167,13 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{clip.path}  sha256 {clip.sha256}  {clip.frames} frames")
             return 0
         return cmd_rejudge(args.report)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
-    except MontageError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
+
+    try:
+        return run_reporting(PROG, dispatch, debug=args.debug)
     finally:
         signal.signal(signal.SIGTERM, previous)
