@@ -7,11 +7,10 @@ Writes are atomic (temporary file, then ``os.replace``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from montage.core.files import atomic_write_text
 from montage.errors import UsageError
 
 FlagValue = str | int | float | bool | None
@@ -43,21 +42,6 @@ def write_flag(path: Path, name: str, value: FlagValue) -> dict[str, Any]:
     flags[name] = value
     atomic_write_text(path, json.dumps(flags, indent=2, sort_keys=True) + "\n")
     return flags
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def parse_flag_value(raw: str) -> FlagValue:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from montage.core.files import canonical_json, sha256_file
 from montage.errors import Refused
-from montage.ops.checks.base import canonical_json, sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from montage.ops.checks.base import canonical_json
+from montage.core.files import canonical_json
 
 Scalar = str | int | float | bool | None
 ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +10,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from montage.core.files import canonical_json
 
 
 class Verdict(enum.StrEnum):
@@ -118,19 +119,6 @@ class CheckKind(Protocol):
     def run(self, params: Any, ctx: CheckContext) -> Judgement: ...
 
     def rejudge(self, params: Any, evidence_dir: Path) -> Judgement: ...
-
-
-def canonical_json(data: Any, indent: int | None = None) -> str:
-    """JSON with sorted keys: equal data, equal bytes."""
-    return json.dumps(data, sort_keys=True, indent=indent, ensure_ascii=False, default=str)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_json(path: Path) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from montage.core.files import sha256_file
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,
@@ -21,7 +22,6 @@ from montage.ops.checks.base import (
     Verdict,
     error_judgement,
     read_json,
-    sha256_file,
 )
 
 MAX_COPY_BYTES = 20 * 1024 * 1024
