@@ -1,13 +1,18 @@
 """Montage configuration: settings_v2 (pydantic-settings) and the deprecated legacy loader.
 
-settings_v2 reads, from highest to lowest precedence:
+settings_v2 reads exactly these sources, from highest to lowest precedence:
 
 1. values passed by the command line (``load_settings(overrides=...)``),
-2. environment variables ``MONTAGE_<SECTION>__<FIELD>`` (e.g. ``MONTAGE_DB__URL``),
-3. a ``.env`` file in the working directory (same names; ``MONTAGE_ENV_FILE`` picks another),
-4. secrets files: one file per value named like the variable, in ``MONTAGE_SECRETS_DIR``
-   (default ``/run/secrets`` when it exists),
+2. environment variables ``MONTAGE_<SECTION>__<FIELD>`` (e.g. ``MONTAGE_DB__URL``) from the
+   ``environ`` mapping given (``os.environ`` only when none is given),
+3. one ``.env`` file: ``MONTAGE_ENV_FILE`` when set (then ./.env is not read), else ./.env,
+4. secrets files in ``MONTAGE_SECRETS_DIR`` (default ``/run/secrets`` when it exists): one file per
+   value named like the variable (``montage_db__url``) or per section (``montage_llm``, a JSON object),
 5. the defaults below.
+
+Each value's origin (the variable, the ``.env`` file and line, the secrets file, ``command line`` or
+``default``) is kept in :class:`LoadedSettings`; an invalid value raises
+:class:`~montage.errors.ConfigError` (exit 2) naming where it came from.
 
 ``USE_SETTINGS_V2=false`` (environment, or the ``USE_SETTINGS_V2`` flag in the flags file) selects
 the legacy loader instead: flat names such as ``MONTAGE_FFMPEG`` and ``DATABASE_URL``.  It is the
@@ -20,25 +25,20 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    DotEnvSettingsSource,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SecretsSettingsSource,
-    SettingsConfigDict,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from montage import _settings_sources as sources
 from montage.errors import ConfigError
 
-ENV_PREFIX = "MONTAGE_"
-NESTED_DELIMITER = "__"
+ENV_PREFIX = sources.ENV_PREFIX
+NESTED_DELIMITER = sources.NESTED_DELIMITER
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
 
 ConfigSourceName = Literal["settings_v2", "legacy"]
@@ -46,6 +46,25 @@ ConfigSourceName = Literal["settings_v2", "legacy"]
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_db_url(value: SecretStr | None) -> SecretStr | None:
+    """Parse the URL the way the engine will (SQLAlchemy's parser), so a bad one fails at load time."""
+    if value is None or not value.get_secret_value():
+        return value
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(value.get_secret_value())
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL; expected e.g. sqlite+aiosqlite:///var/montage.db or "
+            "postgresql+asyncpg://user@host:5432/montage"
+        ) from None
+    except ValueError:  # SQLAlchemy's int(port)
+        raise ValueError("its port is not a number; expected e.g. postgresql+asyncpg://user@host:5432/db") from None
+    return value
 
 
 class MediaSettings(_Section):
@@ -98,12 +117,22 @@ class DbSettings(_Section):
     pool_size: int = Field(5, ge=1, le=100)
     connect_timeout_s: float = Field(5.0, gt=0)
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_db_url(value)
+
 
 class ReplicaSettings(_Section):
     """Optional read replica."""
 
     url: SecretStr | None = None
     read_fraction: float = Field(0.05, ge=0.0, le=1.0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_db_url(value)
 
 
 class MemorySettings(_Section):
@@ -136,16 +165,14 @@ class OpsSettings(_Section):
 
 
 class Settings(BaseSettings):
-    """The effective Montage configuration."""
+    """The effective Montage configuration.
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter=NESTED_DELIMITER,
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        validate_default=True,
-    )
+    Construct it through :func:`load_settings`.  Its only pydantic-settings source is the values it is
+    given: the loader reads the environment, ``.env`` and secrets itself, from exactly what it was
+    given, so that every value's origin is known and nothing is read behind its back.
+    """
+
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
 
     data_dir: Path = Field(Path("var"), description="where the database, uploads and results live")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -171,7 +198,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings, dotenv_settings, file_secret_settings
+        return (init_settings,)
 
 
 @dataclass(frozen=True)
@@ -222,64 +249,60 @@ def _secrets_dir(environ: Mapping[str, str]) -> Path | None:
     return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
 
 
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            yield from _flatten(value, dotted + ".")
-        else:
-            yield dotted, value
+def _env_file(environ: Mapping[str, str]) -> Path | None:
+    """``MONTAGE_ENV_FILE`` when set (and then ./.env is not read), else ./.env; None when absent."""
+    named = environ.get("MONTAGE_ENV_FILE")
+    if named == "":
+        return None  # MONTAGE_ENV_FILE= (empty): no .env file at all
+    path = Path(".env" if named is None else named)
+    if not path.exists():
+        return None
+    if not path.is_file():
+        what = f"MONTAGE_ENV_FILE={named!r}" if named is not None else f"{path.absolute()}"
+        raise ConfigError(f"{what} is not a regular file; expected a .env file of NAME=value lines.")
+    return path
 
 
-def _deep_merge(low: dict[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(low)
-    for key, value in high.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _deep_merge(dict(out[key]), value)
-        else:
-            out[key] = value
+@cache
+def _schema() -> sources.Schema:
+    out: dict[str, frozenset[str] | None] = {}
+    for name, info in Settings.model_fields.items():
+        kind = info.annotation
+        out[name] = frozenset(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else None
     return out
 
 
-def _env_var_for(dotted: str) -> str:
-    return ENV_PREFIX + dotted.replace(".", NESTED_DELIMITER).upper()
+@cache
+def _secret_fields() -> frozenset[str]:
+    out: set[str] = set()
+    for name, info in Settings.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            out.update(f"{name}.{f}" for f, sub in kind.model_fields.items() if "SecretStr" in str(sub.annotation))
+    return frozenset(out)
 
 
-def _raise_config_error(exc: ValidationError, origins: Mapping[str, str], legacy: bool) -> None:
-    problems = []
-    for err in exc.errors():
-        dotted = ".".join(str(p) for p in err["loc"])
-        origin = origins.get(dotted, "default")
-        name = origin.split(" ", 1)[-1] if legacy else _env_var_for(dotted)
-        problems.append(f"{name} (setting {dotted}, from {origin}): {err['msg']}; got {err.get('input')!r}")
-    raise ConfigError("Invalid configuration: " + "; ".join(problems) + ".")
+def _validated(layer: sources.Layer, source: ConfigSourceName) -> LoadedSettings:
+    try:
+        settings = Settings(**layer.values)
+    except ValidationError as exc:
+        raise sources.config_error(exc, layer.origins, _secret_fields()) from None
+    origins = {dotted: origin.label for dotted, origin in layer.origins.items()}
+    return LoadedSettings(settings=settings, source=source, origins=origins)
 
 
 def _load_v2(overrides: Mapping[str, Any], environ: Mapping[str, str]) -> LoadedSettings:
-    env_file = environ.get("MONTAGE_ENV_FILE", ".env")
+    schema = _schema()
+    layers = []  # lowest precedence first
     secrets_dir = _secrets_dir(environ)
-    layers: list[tuple[str, dict[str, Any]]] = []
     if secrets_dir is not None:
-        layers.append((f"secrets file in {secrets_dir}", SecretsSettingsSource(Settings, secrets_dir=secrets_dir)()))
-    if Path(env_file).is_file():
-        layers.append((f"{env_file} file", DotEnvSettingsSource(Settings, env_file=env_file)()))
-    env_source = EnvSettingsSource(Settings)
-    env_source.env_vars = {k.lower(): v for k, v in environ.items()}
-    layers.append(("environment", env_source()))
-    layers.append(("command line", dict(overrides)))
-
-    merged: dict[str, Any] = {}
-    origins: dict[str, str] = {}
-    for label, values in layers:
-        merged = _deep_merge(merged, values)
-        for dotted, _ in _flatten(values):
-            origins[dotted] = label if label != "environment" else f"environment {_env_var_for(dotted)}"
-    try:
-        settings = Settings.model_validate(merged) if merged else Settings()
-    except ValidationError as exc:
-        _raise_config_error(exc, origins, legacy=False)
-        raise  # unreachable; keeps type checkers content
-    return LoadedSettings(settings=settings, source="settings_v2", origins=origins)
+        layers.append(sources.secrets_layer(secrets_dir, schema))
+    env_file = _env_file(environ)
+    if env_file is not None:
+        layers.append(sources.dotenv_layer(env_file, schema))
+    layers.append(sources.environment_layer(environ, schema))
+    layers.append(sources.command_line_layer(overrides))
+    return _validated(sources.merge(layers), "settings_v2")
 
 
 # Flat names understood by the legacy loader: environment name -> dotted setting.
@@ -309,26 +332,16 @@ def _load_legacy(overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Lo
         DeprecationWarning,
         stacklevel=3,
     )
-    data: dict[str, Any] = {}
-    origins: dict[str, str] = {}
+    flat = sources.Layer()
     for name, dotted in LEGACY_NAMES.items():
         if name in environ:
-            node = data
+            node = flat.values
             *parents, leaf = dotted.split(".")
             for part in parents:
                 node = node.setdefault(part, {})
             node[leaf] = environ[name]
-            origins[dotted] = f"environment {name}"
-    data = _deep_merge(data, overrides)
-    for dotted, _ in _flatten(overrides):
-        origins[dotted] = "command line"
-    try:
-        # model_construct would skip validation; validate through the model, without env sources.
-        settings = Settings.model_validate(data)
-    except ValidationError as exc:
-        _raise_config_error(exc, origins, legacy=True)
-        raise
-    return LoadedSettings(settings=settings, source="legacy", origins=origins)
+            flat.origins[dotted] = sources.Origin(f"environment {name}", name)
+    return _validated(sources.merge([flat, sources.command_line_layer(overrides)]), "legacy")
 
 
 def load_settings(
@@ -351,12 +364,12 @@ def masked_view(loaded: LoadedSettings) -> list[tuple[str, str, str]]:
     """(dotted name, display value, origin) for every leaf; secrets masked."""
     rows: list[tuple[str, str, str]] = []
     dumped = loaded.settings.model_dump()
-    for dotted, value in _flatten(dumped):
+    for dotted, value in sources.flatten(dumped):
         if isinstance(value, SecretStr):
             shown = "**********" if value.get_secret_value() else ""
         elif value is None:
             shown = ""
         else:
             shown = str(value)
-        rows.append((dotted, shown, loaded.origins.get(dotted, "default")))
+        rows.append((dotted, shown, loaded.origins.get(dotted, sources.DEFAULT)))
     return rows

@@ -7,9 +7,12 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from montage.errors import ExitCode, Interrupted, UsageError
+
+if TYPE_CHECKING:
+    from montage.settings import Settings
 
 STAGES = ["probe", "analyse", "select", "measure", "render", "verify", "export"]
 
@@ -96,11 +99,9 @@ class _Progress:
             print(f"montage: {stage} {step * 25}%", file=sys.stderr, flush=True)
 
 
-def _options(args: argparse.Namespace) -> Any:
+def _options(args: argparse.Namespace, settings: Settings) -> Any:
     from montage.media.pipeline import BROADCAST_LUFS, RunOptions
-    from montage.settings import load_settings
 
-    settings = load_settings().settings
     media = settings.media
     if args.from_plan is None and not args.inputs:
         raise UsageError("montage run needs at least one INPUT video (or --from-plan PLAN).")
@@ -141,12 +142,11 @@ def _terminated(signum: int, frame: object) -> None:
     raise Interrupted("stopped by SIGTERM; ffmpeg was stopped and partial files removed.")
 
 
-def _resolve_module() -> Any:
+def _resolve_module(settings: Settings) -> Any:
     """Resolve's scripting module, loaded before any work so a bad setting fails fast."""
     from montage.media.resolve import load_resolve_module
-    from montage.settings import load_settings
 
-    module_path = load_settings().settings.media.resolve_module
+    module_path = settings.media.resolve_module
     if module_path is None:
         raise UsageError(
             "--resolve needs MONTAGE_MEDIA__RESOLVE_MODULE (setting media.resolve_module) pointing at "
@@ -158,10 +158,12 @@ def _resolve_module() -> Any:
 def run(args: argparse.Namespace) -> int:
     from montage.media.ffmpeg import tools_from_settings
     from montage.media.pipeline import run as run_pipeline
+    from montage.settings import load_settings
 
-    options = _options(args)
-    resolve = _resolve_module() if args.resolve else None
-    tools = tools_from_settings()
+    settings = load_settings().settings  # once per process, handed to every step
+    options = _options(args, settings)
+    resolve = _resolve_module(settings) if args.resolve else None
+    tools = tools_from_settings(settings)
     # A supervisor stops jobs with SIGTERM: turn it into an exception so ffmpeg is killed and temp files go.
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:

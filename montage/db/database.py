@@ -20,7 +20,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError
@@ -29,6 +29,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from montage.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+
+    from montage.settings import Settings
 
 PRIMARY = "primary"
 REPLICA = "replica"
@@ -59,14 +64,15 @@ class DbCounters:
             self.replica_fallbacks += 1
 
 
-def _is_plain_read(statement: Any) -> bool:
+def _is_plain_read(statement: object) -> bool:
     return isinstance(statement, Select) and statement._for_update_arg is None
 
 
 class RoutingSession(Session):
     """A sync session (wrapped by AsyncSession) that picks the primary or the replica per statement."""
 
-    def __init__(
+    # SQLAlchemy's own signatures are untyped (Any) here; only these two overrides are exempt.
+    def __init__(  # type: ignore[explicit-any]
         self,
         *args: Any,
         primary: Engine,
@@ -82,7 +88,7 @@ class RoutingSession(Session):
         self.info["use_replica"] = use_replica and replica is not None
         self.info["wrote"] = False
 
-    def get_bind(self, mapper: Any = None, clause: Any = None, **kwargs: Any) -> Engine:
+    def get_bind(self, mapper: object = None, clause: object = None, **kwargs: object) -> Engine:
         if self._flushing or (clause is not None and not _is_plain_read(clause)):
             self.info["wrote"] = True
             self._counters.add_write()
@@ -91,7 +97,7 @@ class RoutingSession(Session):
         return self._primary
 
     # execute(), scalar(), scalars(), get() and lazy loads all funnel through _execute_internal.
-    def _execute_internal(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+    def _execute_internal(self, statement: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[explicit-any]
         if not _is_plain_read(statement):  # DML, FOR UPDATE, text(): the primary, for the rest of the session
             self.info["wrote"] = True
             return super()._execute_internal(statement, *args, **kwargs)
@@ -117,7 +123,7 @@ class RoutingSession(Session):
         self.info["use_replica"] = False
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: object) -> None:
     # WAL lets the API read while a worker writes; busy_timeout waits for the lock instead of failing.
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -190,7 +196,7 @@ class Database:
         self._factory = async_sessionmaker(primary, expire_on_commit=False, sync_session_class=RoutingSession)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Database:
+    def from_settings(cls, settings: Settings) -> Database:
         """Build from a :class:`montage.settings.Settings` (its ``db`` and ``replica`` sections)."""
         db = settings.db
         primary = make_engine(

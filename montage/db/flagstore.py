@@ -10,7 +10,7 @@ are copied into the table, so a ``montage flags set`` run while the database was
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,12 +18,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from montage.db.database import Database
 from montage.db.models import Flag, utcnow
 
+if TYPE_CHECKING:
+    from montage.flags import FlagValue
+    from montage.settings import Settings
 
-async def get_flags(session: AsyncSession) -> dict[str, Any]:
+
+async def get_flags(session: AsyncSession) -> dict[str, object]:
     return {f.name: f.value for f in (await session.scalars(select(Flag).order_by(Flag.name))).all()}
 
 
-async def put_flag(session: AsyncSession, name: str, value: Any) -> None:
+async def put_flag(session: AsyncSession, name: str, value: object) -> None:
     row = await session.get(Flag, name)
     if row is None:
         session.add(Flag(name=name, value=value, updated_at=utcnow()))
@@ -33,7 +37,7 @@ async def put_flag(session: AsyncSession, name: str, value: Any) -> None:
     await session.flush()
 
 
-async def set_flag_everywhere(db: Database, flags_file: Path, name: str, value: Any) -> None:
+async def set_flag_everywhere(db: Database, flags_file: Path, name: str, value: FlagValue) -> None:
     """Write the flag to the table, then mirror it into the flags file."""
     from montage.flags import write_flag
 
@@ -42,7 +46,7 @@ async def set_flag_everywhere(db: Database, flags_file: Path, name: str, value: 
     write_flag(flags_file, name, value)
 
 
-async def import_flags_file(db: Database, flags_file: Path) -> dict[str, Any]:
+async def import_flags_file(db: Database, flags_file: Path) -> dict[str, object]:
     """Copy the flags file into the table (service start-up); returns what was imported."""
     from montage.flags import read_flags
 
@@ -54,7 +58,7 @@ async def import_flags_file(db: Database, flags_file: Path) -> dict[str, Any]:
     return flags
 
 
-def mirror_to_database(settings: Any, name: str, value: Any) -> str:
+def mirror_to_database(settings: Settings, name: str, value: object) -> str:
     """After ``montage flags set`` wrote the file: write the table too when the database is there.
 
     Returns a one-line note for the user.  A database that does not exist yet, is not migrated or

@@ -11,9 +11,12 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from montage.errors import MediaError, ToolMissing
+
+if TYPE_CHECKING:
+    from montage.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class Executor(Protocol):
         ...
 
 
-def _write_json(path: Path, data: Any) -> None:
+def _write_json(path: Path, data: object) -> None:
     from montage.flags import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -123,7 +126,7 @@ class FfmpegTrimExecutor:
         )
 
 
-def executor_from_settings(settings: Any) -> Executor:
+def executor_from_settings(settings: Settings) -> Executor:
     if settings.service.executor == "ffmpeg-trim":
         return FfmpegTrimExecutor(
             settings.media.ffmpeg, realtime=settings.service.executor_realtime, threads=settings.media.threads

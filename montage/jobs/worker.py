@@ -23,13 +23,16 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from montage.db import flagstore, jobs
 from montage.db.database import Database
 from montage.db.models import utcnow
 from montage.errors import MontageError
 from montage.jobs.executor import Executor, JobSpec
+
+if TYPE_CHECKING:
+    from montage.settings import Settings
 
 log = logging.getLogger("montage.worker")
 STDERR_TAIL = 4000
@@ -51,7 +54,7 @@ class WorkerConfig:
     maintenance_s: float = 5.0
 
     @classmethod
-    def from_settings(cls, settings: Any, worker_id: str | None = None) -> WorkerConfig:
+    def from_settings(cls, settings: Settings, worker_id: str | None = None) -> WorkerConfig:
         svc = settings.service
         return cls(
             worker_id=worker_id or f"{socket.gethostname()}-{os.getpid()}",

@@ -19,8 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from montage.errors import MediaError, ToolMissing
+
+if TYPE_CHECKING:
+    from montage.settings import Settings
 
 ProgressCallback = Callable[[float], None]
 """Called with the fraction done (0..1) while ffmpeg runs."""
@@ -125,11 +129,13 @@ def find_tools(
     )
 
 
-def tools_from_settings() -> FFmpegTools:
-    """:func:`find_tools` configured from the effective settings."""
-    from montage.settings import load_settings
+def tools_from_settings(settings: Settings | None = None) -> FFmpegTools:
+    """:func:`find_tools` configured from ``settings`` (a command passes its own; else they are loaded)."""
+    if settings is None:
+        from montage.settings import load_settings
 
-    media = load_settings().settings.media
+        settings = load_settings().settings
+    media = settings.media
     return find_tools(media.ffmpeg, media.ffprobe, timeout_s=media.timeout_s, threads=media.threads)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -15,7 +15,7 @@ from montage.db.database import Database
 from montage.db.errors import DatabaseUnavailable, describe
 from montage.service.errors import ApiError
 from montage.service.metrics import ServiceMetrics
-from montage.settings import LoadedSettings
+from montage.settings import LoadedSettings, Settings
 
 
 @dataclass
@@ -27,7 +27,7 @@ class ServiceContext:
     owns_db: bool = False
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.loaded.settings
 
     @property
