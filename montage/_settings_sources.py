@@ -204,7 +204,8 @@ def command_line_layer(overrides: Mapping[str, Any]) -> Layer:
 _URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^@/]*@")
 
 
-def _shown(value: Any, secret: bool) -> str:
+def shown(value: Any, secret: bool) -> str:
+    """``repr(value)``; a secret is hidden, a URL loses its password."""
     if not secret:
         return repr(value)
     if isinstance(value, str) and "://" in value:
@@ -221,6 +222,6 @@ def config_error(exc: ValidationError, origins: Mapping[str, Origin], secret_fie
         msg = err["msg"]
         problems.append(
             f"{origin.name} (setting {dotted}, from {origin.label}): {msg}; got "
-            f"{_shown(err.get('input'), dotted in secret_fields)}"
+            f"{shown(err.get('input'), dotted in secret_fields)}"
         )
     return ConfigError("Invalid configuration: " + "; ".join(problems) + ".")

@@ -67,6 +67,14 @@ def _check_db_url(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def check_database_url(url: str, name: str) -> None:
+    """Raise :class:`ConfigError` naming ``name`` (e.g. ``--url``) when ``url`` does not parse."""
+    try:
+        _check_db_url(SecretStr(url))
+    except ValueError as exc:
+        raise ConfigError(f"{name} {sources.shown(url, secret=True)}: {exc}.") from None
+
+
 class MediaSettings(_Section):
     """ffmpeg access and rendering defaults."""
 

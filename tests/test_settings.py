@@ -230,3 +230,13 @@ def test_serve_smoke_with_bad_db_url_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "MONTAGE_DB__URL" in done.stderr and "port is not a number" in done.stderr
     assert "internal error" not in done.stderr and "pw@" not in done.stderr
+
+
+def test_db_command_with_bad_url_exits_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "montage", "db", "--url", "postgresql+asyncpg://u:pw@h:abc/db", "upgrade"],
+        env=child_env(), cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--url" in done.stderr and "port is not a number" in done.stderr
+    assert "internal error" not in done.stderr and "pw@" not in done.stderr

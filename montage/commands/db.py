@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def database_url(explicit: str | None) -> str:
     """``explicit``, else the configured ``db.url``."""
     if explicit:
+        from montage.settings import check_database_url
+
+        check_database_url(explicit, "--url")
         return explicit
     from montage.settings import load_settings
 
