@@ -146,7 +146,7 @@ def environment_layer(environ: Mapping[str, str], schema: Schema) -> Layer:
     return _layer(items, schema)
 
 
-def dotenv_layer(path: Path, schema: Schema) -> Layer:
+def dotenv_layer(path: Path, schema: Schema, environment_only: tuple[str, ...] = ()) -> Layer:
     """The same names from one ``.env`` file; a line that does not parse is an error naming it."""
     import io
 
@@ -169,6 +169,11 @@ def dotenv_layer(path: Path, schema: Schema) -> Layer:
             )
         if binding.key is None or binding.value is None:
             continue
+        if binding.key.upper() in environment_only:
+            raise ConfigError(
+                f"{shown}:{line}: {binding.key} is read from the environment only, not from a .env file; "
+                f"set it in the environment (e.g. {binding.key.upper()}={binding.value} montage ...)."
+            )
         target = _target(binding.key, schema, f"{shown}:{line}")
         if target is not None:
             origin = Origin(f"env file {shown}:{line} {binding.key}", f"{binding.key} ({shown}:{line})")

@@ -249,7 +249,9 @@ def use_settings_v2(environ: Mapping[str, str] | None = None, flags_file: Path |
 
 def _secrets_dir(environ: Mapping[str, str]) -> Path | None:
     raw = environ.get("MONTAGE_SECRETS_DIR")
-    if raw:
+    if raw == "":
+        return None  # MONTAGE_SECRETS_DIR= (empty): no secrets directory at all
+    if raw is not None:
         path = Path(raw)
         if not path.is_dir():
             raise ConfigError(f"MONTAGE_SECRETS_DIR={raw!r} is not a directory.")
@@ -299,6 +301,10 @@ def _validated(layer: sources.Layer, source: ConfigSourceName) -> LoadedSettings
     return LoadedSettings(settings=settings, source=source, origins=origins)
 
 
+# Read from the environment only: they choose the loader and its files, so a file cannot set them.
+ENVIRONMENT_ONLY = ("USE_SETTINGS_V2", "MONTAGE_ENV_FILE", "MONTAGE_SECRETS_DIR")
+
+
 def _load_v2(overrides: Mapping[str, Any], environ: Mapping[str, str]) -> LoadedSettings:
     schema = _schema()
     layers = []  # lowest precedence first
@@ -307,7 +313,7 @@ def _load_v2(overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Loaded
         layers.append(sources.secrets_layer(secrets_dir, schema))
     env_file = _env_file(environ)
     if env_file is not None:
-        layers.append(sources.dotenv_layer(env_file, schema))
+        layers.append(sources.dotenv_layer(env_file, schema, ENVIRONMENT_ONLY))
     layers.append(sources.environment_layer(environ, schema))
     layers.append(sources.command_line_layer(overrides))
     return _validated(sources.merge(layers), "settings_v2")

@@ -105,6 +105,14 @@ def test_env_file_elsewhere_stops_dot_env(tmp_path: Path) -> None:
     assert load_settings(environ={"MONTAGE_ENV_FILE": ""}).settings.media.crf == 23  # empty: no .env at all
 
 
+def test_empty_secrets_dir_reads_no_secrets(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "montage_media__crf").write_text("31")
+    assert load_settings(environ={"MONTAGE_SECRETS_DIR": str(secrets)}).settings.media.crf == 31
+    assert load_settings(environ={"MONTAGE_SECRETS_DIR": ""}).origins == {}
+
+
 def test_secrets_are_masked() -> None:
     loaded = load_settings(environ={"MONTAGE_LLM__GEMINI_API_KEY": "sk-very-secret"})
     rows = {name: (value, origin) for name, value, origin in masked_view(loaded)}
@@ -185,6 +193,11 @@ def _bad_dotenv_value(tmp_path: Path) -> dict[str, str]:
     return {"MONTAGE_ENV_FILE": str(tmp_path / "site.env")}
 
 
+def _dotenv_selector(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / ".env").write_text("USE_SETTINGS_V2=false\n")  # chooses the loader: environment only
+    return {}
+
+
 # (what is wrong, how to make it, what the one-paragraph error must name)
 BAD_CONFIG = [
     ("db-url-port", lambda p: {"MONTAGE_DB__URL": "postgresql+asyncpg://u:pw@h:abc/db"},
@@ -201,6 +214,7 @@ BAD_CONFIG = [
     ("secret-value", _bad_secret_value, ["montage_service__port", "service.port", "'eighty'"]),
     ("dotenv-line", _bad_dotenv_line, [".env:2", "MONTAGE_MEDIA__THREADS 4"]),
     ("dotenv-value", _bad_dotenv_value, ["MONTAGE_MEDIA__CRF", "site.env:3", "'thirty'"]),
+    ("dotenv-selector", _dotenv_selector, [".env:1", "USE_SETTINGS_V2", "environment only"]),
     ("secrets-dir", lambda p: {"MONTAGE_SECRETS_DIR": str(p / "nowhere")}, ["MONTAGE_SECRETS_DIR", "nowhere"]),
     ("legacy-port", lambda p: {"USE_SETTINGS_V2": "false", "MONTAGE_PORT": "x"}, ["MONTAGE_PORT", "'x'"]),
 ]  # fmt: skip
