@@ -24,6 +24,7 @@ Nothing here runs at import time; call :func:`load_settings`.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,21 +49,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+# SQLAlchemy's URL grammar (sqlalchemy/engine/url.py, _parse_url), so that loading settings does not
+# import SQLAlchemy (about a third of a second); tests/test_settings.py checks that both agree.
+_DB_URL = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?
+        (?:(?:\[(?P<ipv6host>[^/\?]+)\]|(?P<ipv4host>[^/:\?]+))?(?::(?P<port>[^/\?]*))?)?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+
+
 def _check_db_url(value: SecretStr | None) -> SecretStr | None:
-    """Parse the URL the way the engine will (SQLAlchemy's parser), so a bad one fails at load time."""
+    """Parse the URL the way the engine will, so that a bad one fails at load time, naming its source."""
     if value is None or not value.get_secret_value():
         return value
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        make_url(value.get_secret_value())
-    except ArgumentError:
+    match = _DB_URL.match(value.get_secret_value())
+    if match is None:
         raise ValueError(
             "not a database URL; expected e.g. sqlite+aiosqlite:///var/montage.db or "
             "postgresql+asyncpg://user@host:5432/montage"
-        ) from None
-    except ValueError:  # SQLAlchemy's int(port)
+        )
+    try:
+        if match["port"] is not None:
+            int(match["port"])  # as SQLAlchemy does, so exactly what it accepts passes
+    except ValueError:
         raise ValueError("its port is not a number; expected e.g. postgresql+asyncpg://user@host:5432/db") from None
     return value
 

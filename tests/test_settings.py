@@ -254,3 +254,41 @@ def test_db_command_with_bad_url_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "--url" in done.stderr and "port is not a number" in done.stderr
     assert "internal error" not in done.stderr and "pw@" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite+aiosqlite:///var/montage.db", "sqlite+aiosqlite:///:memory:", "postgresql+asyncpg://u:p@h:5432/db",
+     "postgresql+asyncpg://u:p@h:abc/db", "postgresql+asyncpg://h:/db", "postgresql+asyncpg://[::1]:5x/db",
+     "postgresql+asyncpg://u@[::1]:5432/db?ssl=require", "not a url", "://h/db", "postgresql+asyncpg://h: 1/db",
+     "postgresql+asyncpg://h:١٢/db", "postgresql+asyncpg://u:p@w@h:12/db"],
+)  # fmt: skip
+def test_db_url_check_agrees_with_sqlalchemy(url: str) -> None:
+    """settings parses URLs without importing SQLAlchemy; it must accept exactly what SQLAlchemy accepts."""
+    from sqlalchemy.engine import make_url
+
+    from montage.settings import check_database_url
+
+    try:
+        make_url(url)
+        sqlalchemy_ok = True
+    except Exception:
+        sqlalchemy_ok = False
+    try:
+        check_database_url(url, "--url")
+        ours_ok = True
+    except ConfigError:
+        ours_ok = False
+    assert ours_ok == sqlalchemy_ok
+
+
+def test_loading_settings_stays_light(tmp_path: Path) -> None:
+    """`montage config show`, `run` and `probe` load settings; that must not pull in SQLAlchemy."""
+    code = (
+        "import sys; from montage.settings import load_settings; "
+        "load_settings(environ={'MONTAGE_DB__URL': 'postgresql+asyncpg://u@h:5432/db'}); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'sqlalchemy', 'fastapi', 'av'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=child_env(), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]"

@@ -150,7 +150,7 @@ def make_engine(url: str, *, connect_timeout_s: float = 5.0, pool_size: int = 5,
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             "db.url is not a valid SQLAlchemy URL; expected e.g. sqlite+aiosqlite:///var/montage.db or "
             "postgresql+asyncpg://user@host:5432/montage."
