@@ -292,3 +292,31 @@ def test_loading_settings_stays_light(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], env=child_env(), cwd=tmp_path, capture_output=True,
                           text=True, timeout=120, check=True)  # fmt: skip
     assert done.stdout.strip() == "[]"
+
+
+ASSET = Path(__file__).resolve().parent / "assets" / "minimal.mp4"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["config", "show", "--json"], ["probe", str(ASSET)], ["run", str(ASSET), "-o", "plan.json", "--plan-only"]],
+    ids=["config-show", "probe", "run-plan-only"],
+)
+def test_a_command_loads_settings_once(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One process, one load, handed down: a .env edited mid-run cannot give one command two configurations."""
+    import montage.settings
+    from montage.cli import main
+
+    real = montage.settings.load_settings
+    calls: list[object] = []
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setenv("MONTAGE_MEDIA__CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(montage.settings, "load_settings", counting)
+    assert main(argv) == 0, capsys.readouterr().err
+    assert len(calls) == 1
