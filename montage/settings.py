@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -220,6 +220,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only the given values: pydantic-settings' env/.env/secrets sources would read os.environ and
+        # ./.env behind load_settings' back (an explicit environ, MONTAGE_ENV_FILE and origins all lied).
         return (init_settings,)
 
 
@@ -302,7 +304,9 @@ def _secret_fields() -> frozenset[str]:
     for name, info in Settings.model_fields.items():
         kind = info.annotation
         if isinstance(kind, type) and issubclass(kind, BaseModel):
-            out.update(f"{name}.{f}" for f, sub in kind.model_fields.items() if "SecretStr" in str(sub.annotation))
+            for sub_name, sub in kind.model_fields.items():
+                if sub.annotation is SecretStr or SecretStr in get_args(sub.annotation):
+                    out.add(f"{name}.{sub_name}")
     return frozenset(out)
 
 
