@@ -13,24 +13,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from montage.core import git as core_git
+
 # Generated or bundle files never count as inputs, so committing a bundle cannot make it STALE.
 NEVER_INPUTS = ["proofs/*", "phases/schema.json", "phases/.index.json", "var/*", ".nox/*", "*.pyc"]
 PACKAGES = ["pydantic", "PyYAML", "Jinja2", "nox", "invoke", "pytest", "coverage", "ruff", "mypy", "montage"]
 
 
-def _git(repo_root: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(["git", *args], cwd=repo_root, capture_output=True, timeout=60, check=False)
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
-
-
 def repo_files(repo_root: Path) -> list[str]:
     """Tracked plus untracked-not-ignored files (git), else every file under the root."""
-    out = _git(repo_root, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
-    if out is not None:
-        return sorted({n for n in out.split("\0") if n})
+    files = core_git.repo_files(repo_root)
+    if files is not None:
+        return files
     return sorted(p.relative_to(repo_root).as_posix() for p in repo_root.rglob("*") if p.is_file())
 
 
@@ -63,18 +57,8 @@ def changed_inputs(old: dict[str, str], new: dict[str, str]) -> list[str]:
 
 def git_state(repo_root: Path, proofs_dir: Path | None = None) -> dict[str, Any]:
     """HEAD and whether tracked files differ from it (committed bundles being replaced do not count)."""
-    commit = _git(repo_root, "rev-parse", "HEAD")
-    pathspec = ["--", "."]
-    if proofs_dir is not None:
-        try:
-            pathspec.append(f":(exclude){proofs_dir.resolve().relative_to(repo_root.resolve()).as_posix()}")
-        except ValueError:
-            pass  # bundles live outside the repository: nothing to exclude
-    status = _git(repo_root, "status", "--porcelain", "--untracked-files=no", *pathspec)
-    return {
-        "commit": commit.strip() if commit else None,
-        "dirty": bool(status.strip()) if status is not None else None,
-    }
+    state = core_git.repo_state(repo_root, proofs_dir)
+    return {"commit": state.commit, "dirty": state.dirty}
 
 
 def _ffmpeg_version() -> str | None:

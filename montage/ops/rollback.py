@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from montage.core.files import canonical_json
+from montage.core.proc import run_logged
 from montage.errors import ExitCode, ToolMissing
 from montage.ops import bundle as bundles
-from montage.ops._proc import run_logged
 from montage.ops.model import Phase, RollbackStep
 
 DEFAULT_FLAG_TIMEOUT_S = 60.0

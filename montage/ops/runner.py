@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from montage.core.files import canonical_json
+from montage.core.proc import run_logged
 from montage.errors import ExitCode, ToolMissing
 from montage.ops import bundle as bundles
 from montage.ops import fingerprint
-from montage.ops._proc import run_logged
 from montage.ops.checks.base import CheckResult
 from montage.ops.gate import find_artifacts, judge, run_checks
 from montage.ops.loader import LoadedPhase, Roadmap, load_roadmap

@@ -13,9 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,49 +47,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def served(db_url: str, workdir: Path) -> Iterator[str]:
     """``montage serve --workers 0`` on a free port; yields its base URL."""
-    import httpx
+    from montage.core import loopback
 
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MONTAGE_")}
-    env.update({"MONTAGE_DB__URL": db_url, "MONTAGE_DATA_DIR": str(workdir / "data"),
-                "MONTAGE_SERVICE__MEDIA_ROOT": str(workdir / "media"), "MONTAGE_LOG_LEVEL": "WARNING",
-                "MONTAGE_OPS__FLAGS_FILE": str(workdir / "flags.json"), "USE_SETTINGS_V2": "true"})  # fmt: skip
-    log = (workdir / f"serve-{port}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "montage", "serve", "--port", str(port), "--workers", "0"],
-        env=env, cwd=workdir, stdout=log, stderr=log,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    port = loopback.free_port()
+    env = {"MONTAGE_DB__URL": db_url, "MONTAGE_DATA_DIR": str(workdir / "data"),
+           "MONTAGE_SERVICE__MEDIA_ROOT": str(workdir / "media"), "MONTAGE_LOG_LEVEL": "WARNING",
+           "MONTAGE_OPS__FLAGS_FILE": str(workdir / "flags.json"), "USE_SETTINGS_V2": "true"}  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/v1/public/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise MontageError(f"montage serve did not become ready; see {log.name}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        finally:
-            proc.wait()
-            log.close()
+        with loopback.serving(
+            [sys.executable, "-m", "montage", "serve", "--port", str(port), "--workers", "0"],
+            port=port, ready_path="/v1/public/ready", log=workdir / f"serve-{port}.log", cwd=workdir, env=env,
+            unset_prefixes=("MONTAGE_",),
+        ) as server:  # fmt: skip
+            yield server.base
+    except loopback.NotReady as exc:
+        raise MontageError(str(exc)) from None
 
 
 async def _open_loop(
@@ -187,7 +159,7 @@ def main(backends: list[str], rates: list[float], seconds: float, out: Path | No
                 db = pg.new_database()
                 results += run_backend("postgresql", pg.url(db), rates, seconds, work / "postgresql")
     if out is not None:
-        from montage.flags import atomic_write_text
+        from montage.core.files import atomic_write_text
 
         atomic_write_text(out, json.dumps([asdict(r) for r in results], indent=2) + "\n")
     failed = [r for r in results if r.errors]

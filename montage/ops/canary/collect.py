@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from montage.core import cgroup, loopback
+from montage.core import git as core_git
 from montage.errors import MontageError
 from montage.ops.canary.judge import SYNTHETIC_NOTE
 
 KINDS = ("health", "ready", "submit", "status", "missing")
-UNLIMITED = 1 << 62
+UNSET_PREFIXES = ("MONTAGE_", "COV_", "COVERAGE_")  # the outer run's settings and coverage never leak in
 
 
 @dataclass
@@ -39,7 +38,7 @@ class Side:
     ref: str
     commit: str
     base: str = ""
-    proc: subprocess.Popen[bytes] | None = None
+    server: loopback.Server | None = None
     job_ids: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     status: list[int] = field(default_factory=list)
@@ -47,34 +46,8 @@ class Side:
     rss_peak: int = 0
 
 
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=False)
-    if out.returncode != 0:
-        raise MontageError(f"git {' '.join(args)} failed in {repo}: {out.stderr.strip()[-400:]}")
-    return out.stdout.strip()
-
-
-@contextlib.contextmanager
-def baseline_worktree(repo: Path, ref: str, parent: Path) -> Iterator[tuple[Path, str]]:
-    """``ref`` checked out in a detached temporary worktree (removed afterwards); yields (path, commit)."""
-    commit = _git(repo, "rev-parse", "--verify", f"{ref}^{{commit}}")
-    path = parent / "baseline-tree"
-    _git(repo, "worktree", "add", "--detach", str(path), commit)
-    try:
-        yield path, commit
-    finally:
-        _git(repo, "worktree", "remove", "--force", str(path))
-        _git(repo, "worktree", "prune")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _env(side: Side) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MONTAGE_", "COV_", "COVERAGE_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(UNSET_PREFIXES)}
     env.update(
         {
             "PYTHONPATH": str(side.tree),
@@ -91,34 +64,19 @@ def _env(side: Side) -> dict[str, str]:
 
 
 def _start(side: Side, timeout_s: float) -> None:
-    import httpx
-
     (side.work / "media").mkdir(parents=True, exist_ok=True)
     (side.work / "media" / "clip.mp4").write_bytes(b"canary placeholder: the API only checks the path")
-    port = _free_port()
+    port = loopback.free_port()
     side.base = f"http://127.0.0.1:{port}"
-    log = (side.work / "serve.log").open("wb")
     try:
-        side.proc = subprocess.Popen(
+        side.server = loopback.start(
             [sys.executable, "-m", "montage", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "0"],
-            env=_env(side),
-            cwd=side.tree,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        log.close()
-    deadline = time.monotonic() + timeout_s
-    while True:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{side.base}/v1/public/ready", timeout=2).status_code == 200:
-                return
-        if side.proc.poll() is not None or time.monotonic() > deadline:
-            raise MontageError(
-                f"{side.name}: montage serve in {side.tree} did not become ready; log tail:\n{stderr_tail(side)}"
-            )
-        time.sleep(0.2)
+            port=port, ready_path="/v1/public/ready", log=side.work / "serve.log", cwd=side.tree, env=_env(side),
+            unset_prefixes=UNSET_PREFIXES,
+            timeout_s=timeout_s, name=f"{side.name}: montage serve in {side.tree}",
+        )  # fmt: skip
+    except loopback.NotReady as exc:
+        raise MontageError(str(exc)) from None
 
 
 def stderr_tail(side: Side, lines: int = 15) -> str:
@@ -130,19 +88,7 @@ def stderr_tail(side: Side, lines: int = 15) -> str:
 
 
 def _stop(side: Side) -> int | None:
-    proc = side.proc
-    if proc is None:
-        return None
-    try:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 9)
-    finally:
-        proc.wait()
-    return proc.returncode
+    return None if side.server is None else side.server.stop(grace_s=30.0)
 
 
 def _tree(pid: int) -> list[Any]:
@@ -174,43 +120,20 @@ def _rss(pid: int) -> int:
 
 
 def memory_limit() -> tuple[int, str]:
-    """The memory limit of this process: its cgroup's (v2 ``memory.max``, v1 ``memory.limit_in_bytes``,
-    walking up the hierarchy) when one is set, else the host's total memory."""
+    """The memory limit of this process: its cgroup's (the binding level up the tree) when one is set,
+    else the host's total memory."""
     import psutil
 
-    host = int(psutil.virtual_memory().total)
-    try:
-        lines = Path("/proc/self/cgroup").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return host, "host (no /proc/self/cgroup)"
-    for line in lines:
-        _, controllers, rel = line.split(":", 2)
-        if controllers == "":  # cgroup v2: mounted at /sys/fs/cgroup, or .../unified on hybrid hosts
-            unified = Path("/sys/fs/cgroup/unified")
-            base, name = (unified if unified.is_dir() else Path("/sys/fs/cgroup")), "memory.max"
-        elif "memory" in controllers.split(","):
-            base, name = Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"
-        else:
-            continue
-        path = base / rel.lstrip("/")
-        while True:
-            with contextlib.suppress(OSError, ValueError):
-                raw = (path / name).read_text(encoding="utf-8").strip()
-                if raw != "max" and int(raw) < min(UNLIMITED, host):
-                    return int(raw), f"cgroup {path / name}"
-            if path == base or path == path.parent:
-                break
-            path = path.parent
-    return host, "host total memory (no cgroup memory limit set)"
+    found = cgroup.read_memory_limit()
+    if isinstance(found, cgroup.CgroupMemory):
+        return found.limit_bytes, found.source
+    return int(psutil.virtual_memory().total), f"host total memory ({found.reason})"
 
 
 def usable_cpus() -> tuple[float, str]:
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text(encoding="utf-8").split()
-        if quota != "max":
-            return int(quota) / int(period), "cgroup v2 cpu.max"
-    except (OSError, ValueError):
-        pass
+    quota = cgroup.read_cpu_quota()
+    if quota is not None:
+        return quota
     return float(len(os.sched_getaffinity(0))), "sched_getaffinity"
 
 
@@ -281,12 +204,12 @@ def collect(
     mem_limit, mem_how = memory_limit()
     with (
         tempfile.TemporaryDirectory(prefix="montage-canary-") as tmp,
-        baseline_worktree(repo, baseline_ref, Path(tmp)) as (btree, bcommit),
+        core_git.temporary_worktree(repo, baseline_ref, prefix="montage-canary-", name="baseline-tree") as worktree,
     ):
-        head = _git(repo, "rev-parse", "HEAD")
-        dirty = bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))
+        state = core_git.repo_state(repo)
+        head, dirty = state.commit or "", bool(state.dirty)
         sides = [
-            Side("baseline", btree, Path(tmp) / "baseline", baseline_ref, bcommit),
+            Side("baseline", worktree.path, Path(tmp) / "baseline", baseline_ref, worktree.commit),
             Side("candidate", repo, Path(tmp) / "candidate", "working tree", head),
         ]
         for s in sides:
@@ -304,7 +227,7 @@ def collect(
                     s.status.clear()
                     s.latency_s.clear()
                 before = {s.name: scrape(s.base) for s in sides}
-                cpu0 = {s.name: _cpu_seconds(s.proc.pid) for s in sides if s.proc}
+                cpu0 = {s.name: _cpu_seconds(s.server.proc.pid) for s in sides if s.server}
                 started = time.monotonic()
                 for i in range(requests):
                     if time.monotonic() - started > max_duration_s:
@@ -314,14 +237,14 @@ def collect(
                         _request(client, s, KINDS[i % len(KINDS)], i)
                     if i % 25 == 0:
                         for s in sides:
-                            if s.proc:
-                                s.rss_peak = max(s.rss_peak, _rss(s.proc.pid))
+                            if s.server:
+                                s.rss_peak = max(s.rss_peak, _rss(s.server.proc.pid))
                 wall = time.monotonic() - started
                 for s in sides:
-                    if s.proc is None:
+                    if s.server is None:
                         continue
-                    s.rss_peak = max(s.rss_peak, _rss(s.proc.pid))
-                    cpu = _cpu_seconds(s.proc.pid) - cpu0[s.name]
+                    s.rss_peak = max(s.rss_peak, _rss(s.server.proc.pid))
+                    cpu = _cpu_seconds(s.server.proc.pid) - cpu0[s.name]
                     docs[s.name] = {
                         "tree": "temporary worktree" if s.name == "baseline" else str(s.tree),
                         "ref": s.ref,

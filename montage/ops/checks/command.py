@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from montage.ops._proc import run_logged
+from montage.core.proc import run_logged
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,

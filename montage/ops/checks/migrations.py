@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from montage.core.proc import run_logged
 from montage.errors import ExitCode, ToolMissing
-from montage.ops._proc import run_logged
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,

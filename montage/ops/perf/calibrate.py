@@ -15,22 +15,19 @@ pytest-benchmark's ``--benchmark-compare-fail`` does), on wall-clock fps and on 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from montage.core import git as core_git
+from montage.core import proc as core_proc
+from montage.core.files import atomic_write_text
 from montage.errors import ExitCode, UsageError
-from montage.flags import atomic_write_text
-from montage.ops.perf.fingerprint import git
 from montage.ops.perf.workload import WORKLOAD_FILE
 
 GUARD_TIMEOUT_S = 300.0
@@ -77,45 +74,28 @@ def _guard_once(
     repo: Path, baseline_file: Path, workdir: Path, out_dir: Path, patch: str | None, budget: float
 ) -> dict[str, Any]:
     """One guard run on a fresh candidate worktree of HEAD; returns its report plus timings."""
-    parent = Path(tempfile.mkdtemp(prefix="montage-calib-"))
-    tree = parent / "candidate"
-    git(repo, "worktree", "add", "--detach", str(tree), "HEAD")
-    try:
+    with core_git.temporary_worktree(repo, "HEAD", prefix="montage-calib-", name="candidate") as worktree:
+        tree = worktree.path
         patch_text = apply_regression(tree, patch) if patch else ""
         argv = [
             sys.executable, "-m", "montage.ops.perf", "--repo", str(tree), "--workdir", str(workdir),
             "guard", "--baseline-file", str(baseline_file), "--report-dir", str(out_dir),
             "--history", str(out_dir.parent / "history.jsonl"), "--phases-dir", str(tree / "phases"),
-            "--flags-file", str(parent / "no-flags.json"), "--budget", str(budget),
+            "--flags-file", str(tree.parent / "no-flags.json"), "--budget", str(budget),
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        t0 = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            output, _ = proc.communicate(timeout=GUARD_TIMEOUT_S)
-        finally:
-            if proc.poll() is None:  # interrupted or timed out: SIGTERM lets the guard remove its worktree
-                proc.terminate()
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        elapsed = time.monotonic() - t0
-    finally:
-        git(repo, "worktree", "remove", "--force", str(tree))
-        git(repo, "worktree", "prune")
-        with contextlib.suppress(OSError):
-            parent.rmdir()
+        # Interrupted or timed out: SIGTERM and a grace period let the guard remove its own worktree.
+        done = core_proc.run(argv, timeout_s=GUARD_TIMEOUT_S, cwd=tree, env={"PYTHONPATH": str(tree)},
+                             log=tree.parent / "guard.log", grace_s=60.0)  # fmt: skip
+        output = done.tail(10)
+        elapsed = done.duration_s
     report_file = out_dir / "perf_report.json"
     if not report_file.is_file():
-        tail = "\n".join(output.strip().splitlines()[-10:])
-        raise UsageError(f"the guard wrote no report (exit {proc.returncode}):\n{tail}")
+        raise UsageError(f"the guard wrote no report (exit {done.returncode}):\n{output}")
     doc: dict[str, Any] = json.loads(report_file.read_text(encoding="utf-8"))
     expected_rc = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}[doc["verdict"]]
-    if proc.returncode != expected_rc:
-        raise UsageError(f"guard exit {proc.returncode} does not match its verdict {doc['verdict']}")
-    doc["calibration"] = {"elapsed_s": elapsed, "patch": patch_text, "exit": proc.returncode}
+    if done.returncode != expected_rc:
+        raise UsageError(f"guard exit {done.returncode} does not match its verdict {doc['verdict']}")
+    doc["calibration"] = {"elapsed_s": elapsed, "patch": patch_text, "exit": done.returncode}
     return doc
 
 

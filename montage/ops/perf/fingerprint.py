@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from montage.errors import ToolMissing, UsageError
+from montage.core import git as core_git
 from montage.ops.perf.workload import Clip, Workload, run_checked
 
 # The fields compared; anything else in the fingerprint is informational.
@@ -52,23 +51,7 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [name for name in COMPARED if a.get(name) != b.get(name)]
 
 
-def git(repo: Path, *args: str, timeout: float = 120.0) -> str:
-    """Run git in ``repo`` and return its stripped stdout; a failure is a UsageError with git's message."""
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except FileNotFoundError:
-        raise ToolMissing("git is not installed; the perf guard's A/B run needs it.") from None
-    if proc.returncode != 0:
-        raise UsageError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
-
-
 def git_state(repo: Path) -> tuple[str, bool]:
     """(HEAD commit, dirty flag) of ``repo``; ("", False) when it is not a git work tree."""
-    try:
-        head = git(repo, "rev-parse", "HEAD")
-    except UsageError:
-        return "", False
-    return head, bool(git(repo, "status", "--porcelain"))
+    state = core_git.repo_state(repo)
+    return state.commit or "", bool(state.dirty)

@@ -13,17 +13,16 @@ RSS ratio above 1 + max_rss_growth); PASS only when both clear them.
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from montage.core import git as core_git
 from montage.ops import stats
 from montage.ops.perf import baseline as baseline_mod
-from montage.ops.perf.fingerprint import differences, git
+from montage.ops.perf.fingerprint import differences
 from montage.ops.perf.measure import RunSample
 from montage.ops.perf.runner import Runner, Side, make_side
 from montage.ops.stats import Decision, Verdict
@@ -129,24 +128,6 @@ def judge(
 
 def measured(samples: Sequence[RunSample], side: str) -> list[RunSample]:
     return [s for s in samples if s.side == side and not s.warmup]
-
-
-@contextlib.contextmanager
-def baseline_worktree(repo: Path, ref: str) -> Iterator[Path]:
-    """``ref`` checked out in a temporary detached worktree, removed afterwards."""
-    commit = git(repo, "rev-parse", "--verify", f"{ref}^{{commit}}")
-    parent = Path(tempfile.mkdtemp(prefix="montage-perf-"))
-    path = parent / "baseline"
-    git(repo, "worktree", "add", "--detach", str(path), commit)
-    try:
-        yield path
-    finally:
-        try:
-            git(repo, "worktree", "remove", "--force", str(path))
-        finally:
-            git(repo, "worktree", "prune")
-            with contextlib.suppress(OSError):
-                parent.rmdir()
 
 
 def _ab(
@@ -257,8 +238,8 @@ def run_guard(
     if not ref:
         msg = "the baseline records no commit to A/B against; pass --baseline REF"
         return result(Verdict.INCONCLUSIVE, "ab", msg, {}, [candidate])
-    with baseline_worktree(repo, ref) as tree:
-        base = make_side("baseline", tree)
+    with core_git.temporary_worktree(repo, ref, prefix="montage-perf-") as worktree:
+        base = make_side("baseline", worktree.path)
         base = Side(name=base.name, tree=base.tree, commit=base.commit, dirty=False, workload=base.workload)
         verdict, decisions, ab_samples, why = _ab(
             runner,
