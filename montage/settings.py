@@ -240,12 +240,9 @@ class LoadedSettings:
 
 
 def _truthy(raw: str, name: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean; expected true or false.")
+    from montage.core.flags import truthy
+
+    return truthy(name, raw)
 
 
 def use_settings_v2(environ: Mapping[str, str] | None = None, flags_file: Path | None = None) -> bool:
@@ -254,13 +251,9 @@ def use_settings_v2(environ: Mapping[str, str] | None = None, flags_file: Path |
     raw = env.get("USE_SETTINGS_V2")
     if raw is not None:
         return _truthy(raw, "USE_SETTINGS_V2")
-    from montage.flags import read_flags
+    from montage.core.flags import file_enabled, flags_path
 
-    path = flags_file or Path(env.get("MONTAGE_OPS__FLAGS_FILE", OpsSettings().flags_file))
-    value = read_flags(path).get("USE_SETTINGS_V2")
-    if value is None:
-        return True
-    return _truthy(str(value), f"USE_SETTINGS_V2 (flags file {path})")
+    return file_enabled(flags_path(flags_file, environ=env), "USE_SETTINGS_V2")
 
 
 def _secrets_dir(environ: Mapping[str, str]) -> Path | None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from montage.core.flags import read_flags, write_flag
 from montage.errors import ConfigError
-from montage.flags import read_flags, write_flag
 from montage.settings import load_settings, masked_view
 
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         records = [check_backend(b) for b in args.backend or ["sqlite", "postgresql"]]
         text = json.dumps({"backends": records}, indent=2, sort_keys=True) + "\n"
         if args.out is not None:
-            from montage.flags import atomic_write_text
+            from montage.core.files import atomic_write_text
 
             atomic_write_text(args.out, text)
         print(text, end="")

@@ -20,40 +20,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("list", help="print every flag as JSON")
     get = sub.add_parser("get", help="print one flag's value as JSON")
     get.add_argument("name")
-    set_ = sub.add_parser("set", help="set a flag (value parsed as JSON scalar, else a string)")
+    set_ = sub.add_parser("set", help="set a known flag (true/false, 1/0, yes/no, on/off)")
     set_.add_argument("name")
     set_.add_argument("value")
 
 
 def _path(args: argparse.Namespace) -> Path:
-    if args.file is not None:
-        return Path(args.file)
-    import os
+    from montage.core.flags import flags_path
 
-    from montage.settings import OpsSettings
-
-    return Path(os.environ.get("MONTAGE_OPS__FLAGS_FILE", str(OpsSettings().flags_file)))
+    return flags_path(args.file)
 
 
 def run(args: argparse.Namespace) -> int:
-    from montage.flags import parse_flag_value, read_flags, write_flag
+    from montage.core import flags as core_flags
 
     path = _path(args)
     if args.action == "list":
-        print(json.dumps(read_flags(path), indent=2, sort_keys=True))
+        print(json.dumps(core_flags.read_flags(path), indent=2, sort_keys=True))
     elif args.action == "get":
-        flags = read_flags(path)
+        flags = core_flags.read_flags(path)
         if args.name not in flags:
             print(f"montage flags: {args.name} is not set in {path}", file=sys.stderr)
             return ExitCode.FAIL
         print(json.dumps(flags[args.name]))
     else:
-        value = parse_flag_value(args.value)
-        write_flag(path, args.name, value)
-        print(f"{args.name}={args.value} written to {path}")
-        if args.file is None:  # the app's own flags file: keep the database's flags table in step
-            from montage.db.flagstore import mirror_to_database
-            from montage.settings import load_settings
+        value = core_flags.parse_value(args.value)
+        stored = core_flags.validate(args.name, value)  # unknown name or bad value: exit 2, nothing written
+        if args.file is not None:  # an explicit file only (no database)
+            core_flags.write_flag(path, args.name, stored)
+            print(f"{args.name}={json.dumps(stored)} written to {path}")
+            return ExitCode.OK
+        from montage.db.flagstore import set_flag_from_cli
+        from montage.settings import load_settings
 
-            print(mirror_to_database(load_settings().settings, args.name, value))
+        note = set_flag_from_cli(load_settings().settings, path, args.name, stored)
+        print(f"{args.name}={json.dumps(stored)} written to {path}")
+        print(note)
     return ExitCode.OK

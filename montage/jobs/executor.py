@@ -44,7 +44,7 @@ class Executor(Protocol):
 
 
 def _write_json(path: Path, data: object) -> None:
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 

@@ -25,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from montage.core.proc import set_pdeathsig
 from montage.db import flagstore, jobs
 from montage.db.database import Database
 from montage.db.models import utcnow
@@ -67,14 +68,6 @@ class WorkerConfig:
             max_attempts=svc.max_attempts,
             retention_s=svc.retention_hours * 3600,
         )
-
-
-def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
-    # If the worker dies (even by SIGKILL) the renderer dies with it instead of rendering for nobody.
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def process_cmdline(pid: int) -> str:
@@ -149,9 +142,15 @@ class Worker:
             await asyncio.wait_for(self.draining.wait(), timeout=self.config.poll_s)
 
     async def _paused(self) -> bool:
+        from montage.core.flags import FlagError, enabled
+
         async with self.db.session() as session:
-            value = (await flagstore.get_flags(session)).get("WORKERS_PAUSED")
-        return value is True or (isinstance(value, str) and value.lower() in {"1", "true", "yes", "on"})
+            flags = await flagstore.get_flags(session)
+        try:
+            return enabled(flags, "WORKERS_PAUSED", "database flags table")
+        except FlagError as exc:  # unreadable pause switch: claim nothing until an operator fixes it
+            log.error("worker %s: %s; not claiming jobs", self.config.worker_id, exc)
+            return True
 
     async def maintenance(self, *, force: bool = False) -> None:
         """Re-queue jobs whose lease expired; remove files of jobs past the retention period."""
@@ -201,7 +200,7 @@ class Worker:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group: one killpg stops everything it started
-            preexec_fn=_pdeathsig,
+            preexec_fn=set_pdeathsig,  # the renderer dies with the worker, even on SIGKILL
         )
         await jobs.record_event(self.db, lease.job_id, "spawned", host=socket.gethostname(), pgid=proc.pid,
                                 attempt=lease.attempt)  # fmt: skip

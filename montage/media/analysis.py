@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from montage.core.files import atomic_write_text
 from montage.errors import MediaError
-from montage.flags import atomic_write_text
 from montage.media.ffmpeg import FFmpegTools, ProgressCallback, filter_path, run_ffmpeg
 from montage.media.video_processor import MediaInfo
 

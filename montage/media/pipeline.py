@@ -348,7 +348,7 @@ def sidecar(output: Path, suffix: str) -> Path:
 
 def run(options: RunOptions, tools: FFmpegTools, progress: StageCallback | None = None) -> RunReport:
     """The whole job; see the module docstring."""
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
     from montage.media.plan import load_plan
     from montage.media.timeline import export_timelines
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from montage.flags import atomic_write_text
+from montage.core.files import atomic_write_text
 from montage.media.plan import EditPlan
 
 

@@ -87,18 +87,13 @@ def disabled_by_flag(name: str, root: Path | None = None) -> str | None:
         return None
     import json
 
-    base = root or repo_root()
-    path = Path(os.environ.get("MONTAGE_OPS__FLAGS_FILE", "var/flags.json"))
-    path = path if path.is_absolute() else base / path
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get(flag)
-    except (OSError, ValueError, AttributeError):
+    from montage.core.flags import file_enabled, flags_path, read_flags
+
+    path = flags_path(root=root or repo_root())
+    if file_enabled(path, flag):  # a bad value is an error naming the flag, never a silent "enabled"
         return None
-    if value is False or (isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off"}):
-        return (
-            f"{name} is disabled: flag {flag}={json.dumps(value)} in {path} (re-enable: montage flags set {flag} true)"
-        )
-    return None
+    value = read_flags(path).get(flag)
+    return f"{name} is disabled: flag {flag}={json.dumps(value)} in {path} (re-enable: montage flags set {flag} true)"
 
 
 def run_named(name: str, commands: Sequence[Sequence[str]], extra: Sequence[str] = ()) -> int:

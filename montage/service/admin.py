@@ -71,11 +71,13 @@ async def get_flags(session: Session) -> Flags:
 
 @router.put("/flags/{name}", response_model=Flags, responses=responses(422))
 async def put_flag(name: FlagName, body: FlagUpdate, ctx: Context, session: Session) -> Flags:
-    from montage.flags import write_flag
+    """Set a known flag in the database and the flags file (both or neither; see db/flagstore.py)."""
+    from montage.core.flags import FlagError
 
-    await flagstore.put_flag(session, name, body.value)
-    await session.commit()
-    write_flag(ctx.flags_file, name, body.value)  # mirror: USE_SETTINGS_V2 is read before the DB is known
+    try:
+        await flagstore.set_flag(ctx.db, ctx.flags_file, name, body.value)
+    except FlagError as exc:
+        raise ApiError(422, "invalid_flag", str(exc)) from None
     return Flags(flags=await flagstore.get_flags(session))
 
 

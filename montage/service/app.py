@@ -42,6 +42,7 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
 
         from montage.db.errors import describe
         from montage.db.flagstore import import_flags_file
+        from montage.errors import UsageError
 
         try:
             imported = await import_flags_file(ctx.db, ctx.flags_file)
@@ -49,6 +50,8 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
                 log.info("flags file %s copied into the database: %s", ctx.flags_file, sorted(imported))
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             log.warning("could not copy the flags file into the database (%s); /ready reports it", describe(exc))
+        except UsageError as exc:  # a hand-edited flags file with a bad name or value: nothing imported
+            log.error("flags file not imported: %s", exc)
         try:
             yield
         finally:

@@ -44,7 +44,9 @@ class ServiceContext:
 
     @property
     def flags_file(self) -> Path:
-        return Path(self.settings.ops.flags_file)
+        from montage.core.flags import flags_path
+
+        return flags_path(self.settings.ops.flags_file)
 
 
 def get_context(request: Request) -> ServiceContext:

@@ -27,6 +27,6 @@ def render(schema: dict[str, Any]) -> str:
 
 
 def write(path: Path) -> None:
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
 
     atomic_write_text(path, render(current_schema()))

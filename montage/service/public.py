@@ -112,8 +112,12 @@ def _form_value(form: Any, name: str, default: str | None = None) -> Any:
 
 
 async def _flag_on(session: Session, name: str) -> bool:
-    value = (await flagstore.get_flags(session)).get(name)
-    return value is True or (isinstance(value, str) and value.lower() in {"1", "true", "yes", "on"})
+    from montage.core.flags import FlagError, enabled
+
+    try:
+        return enabled(await flagstore.get_flags(session), name, "database flags table")
+    except FlagError as exc:  # only a hand edit of the table gets here: the operator's problem, not the client's
+        raise ApiError(503, "flag_invalid", str(exc)) from None
 
 
 @router.post(

@@ -36,7 +36,7 @@ def test_flags_set_writes_file_and_database(
 
 @pytest.mark.usefixtures("clean_env")
 def test_flags_set_without_database_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["flags", "set", "X", "1"]) == 0
+    assert main(["flags", "set", "SUBMISSIONS_PAUSED", "1"]) == 0
     out = capsys.readouterr().out
     assert "no database at" in out and (tmp_path / "var" / "flags.json").is_file()
     assert not (tmp_path / "var" / "montage.db").exists()

@@ -101,11 +101,11 @@ async def test_api_keys_hashed_verified_revoked(database: Database) -> None:
 
 async def test_flags_table_and_file_are_one_store(database: Database, tmp_path: Path) -> None:
     flags_file = tmp_path / "flags.json"
-    await flagstore.set_flag_everywhere(database, flags_file, "USE_SETTINGS_V2", False)
+    await flagstore.set_flag(database, flags_file, "USE_SETTINGS_V2", False)
     async with database.session() as session:
         assert await flagstore.get_flags(session) == {"USE_SETTINGS_V2": False}
     assert '"USE_SETTINGS_V2": false' in flags_file.read_text()
-    flags_file.write_text('{"USE_SETTINGS_V2": true, "X": 1}\n')  # written while the DB was down
-    assert await flagstore.import_flags_file(database, flags_file) == {"USE_SETTINGS_V2": True, "X": 1}
+    flags_file.write_text('{"USE_SETTINGS_V2": true, "WORKERS_PAUSED": 1}\n')  # written while the DB was down
+    assert await flagstore.import_flags_file(database, flags_file) == {"USE_SETTINGS_V2": True, "WORKERS_PAUSED": True}
     async with database.session() as session:
-        assert await flagstore.get_flags(session) == {"USE_SETTINGS_V2": True, "X": 1}
+        assert await flagstore.get_flags(session) == {"USE_SETTINGS_V2": True, "WORKERS_PAUSED": True}

@@ -65,7 +65,7 @@ def slos(params: Params) -> Any:
 
 
 def run(params: Params, ctx: CheckContext) -> Judgement:
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
     from montage.ops.canary.collect import collect
     from montage.ops.canary.judge import judge
 

@@ -11,7 +11,6 @@ off (``PERF_GUARD_ENABLED=false`` in the flags file) nothing is measured: INCONC
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from pydantic import Field
 
-from montage.ops._proc import run_logged
+from montage.core.proc import run_logged
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,
@@ -49,8 +48,9 @@ class Params(KindParams):
 
 
 def _flags_file(repo_root: Path) -> Path:
-    path = Path(os.environ.get("MONTAGE_OPS__FLAGS_FILE", "var/flags.json"))
-    return path if path.is_absolute() else repo_root / path
+    from montage.core.flags import flags_path
+
+    return flags_path(root=repo_root)
 
 
 def run(params: Params, ctx: CheckContext) -> Judgement:

@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     guard.add_argument(
         "--flags-file",
         type=Path,
-        default=Path(os.environ.get("MONTAGE_OPS__FLAGS_FILE", "var/flags.json")),
+        default=None,
         help="where PERF_GUARD_ENABLED is read (default: $MONTAGE_OPS__FLAGS_FILE or var/flags.json)",
     )
     guard.add_argument("--max-fps-drop", type=float, help="override the phase file (fraction, e.g. 0.10)")
@@ -80,10 +80,12 @@ def cmd_baseline(repo: Path, workdir: Path, output: Path, runs: int) -> int:
 
 
 def cmd_guard(args: argparse.Namespace) -> int:
+    from montage.core.flags import flags_path
     from montage.ops.perf import policy
     from montage.ops.perf.guard import GuardConfig, run_guard
     from montage.ops.perf.report import write_report
 
+    args.flags_file = flags_path(args.flags_file)
     if not policy.guard_enabled(args.flags_file):
         print(
             f"perf guard DISABLED: {policy.FLAG}=false in {args.flags_file} (phase 7 rollback); nothing measured. "

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from montage.core.flags import file_enabled
 from montage.errors import ValidationFailure
-from montage.flags import read_flags
 from montage.ops.perf.guard import Thresholds
 
 FLAG = "PERF_GUARD_ENABLED"
@@ -68,7 +68,4 @@ def thresholds_from_phases(phases_dir: Path) -> tuple[Thresholds, str]:
 
 def guard_enabled(flags_file: Path) -> bool:
     """False only when the flags file sets PERF_GUARD_ENABLED to false (phase 7's rollback)."""
-    value = read_flags(flags_file).get(FLAG, True)
-    if isinstance(value, str):
-        return value.strip().lower() not in {"false", "0", "no", "off"}
-    return bool(value)
+    return file_enabled(flags_file, FLAG)
