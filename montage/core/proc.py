@@ -2,8 +2,11 @@
 
 Every child gets its own session (so one ``killpg`` stops it and everything it started), is killed
 on timeout or interrupt (SIGTERM first when ``grace_s`` is given, then SIGKILL), and is always
-``wait()``-ed for, so no zombie and no orphan is left behind.  The last lines of stderr are kept
-for error messages.  ``{python}`` in an argv means the running interpreter.
+``wait()``-ed for, so no zombie and no orphan is left behind.  ``new_session=False`` keeps the child
+in the caller's process group instead: for tools run *inside* a job (ffmpeg under ``montage run``),
+so that whoever supervises the job (the worker, the perf measurer) still reaches them with one
+``killpg`` and sees them in the job's session; such a child alone is signalled on timeout.  The last
+lines of stderr are kept for error messages.  ``{python}`` in an argv means the running interpreter.
 
 :func:`run` runs and waits; :func:`spawn` + :func:`stop` are the two halves for a child that runs in
 the background (a server on loopback, a renderer the worker supervises).
@@ -31,6 +34,9 @@ TAIL_LINES = 400
 PR_SET_PDEATHSIG = 1
 
 LineCallback = Callable[[str], None]
+# pid -> whether spawn() gave it its own process group (pids are only reused after the reap, and a
+# reused pid is re-registered by the next spawn()).
+_OWN_GROUP: dict[int, bool] = {}
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ def spawn(
     stdout: int | IO[bytes] | None = None,
     stderr: int | IO[bytes] | None = None,
     pdeathsig: bool = False,
+    new_session: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session; a missing or non-executable program is :class:`ToolMissing`.
 
@@ -102,26 +109,35 @@ def spawn(
     """
     full = expand(argv)
     try:
-        return subprocess.Popen(
+        child = subprocess.Popen(
             full,
             cwd=cwd,
             env=child_env(env, unset_prefixes),
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            start_new_session=True,
+            start_new_session=new_session,
             preexec_fn=set_pdeathsig if pdeathsig else None,
         )
     except FileNotFoundError:
         raise ToolMissing(f"{full[0]!r} is not installed or not on PATH (needed to run: {' '.join(full)})") from None
     except PermissionError:
         raise ToolMissing(f"{full[0]!r} is not executable (needed to run: {' '.join(full)})") from None
+    _OWN_GROUP[child.pid] = new_session
+    return child
 
 
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    """Send ``sig`` to the child's process group (no error when it is already gone)."""
+    """Send ``sig`` to the child's process group when it leads one, else to the child alone (never to
+    the caller's own group); no error when it is already gone."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
+        own = _OWN_GROUP.get(proc.pid)
+        if own is None:  # not started by spawn(): ask the kernel (only works while the child exists)
+            own = os.getpgid(proc.pid) == proc.pid
+        if own:  # the group outlives its leader while descendants remain: killpg still reaches them
+            os.killpg(proc.pid, sig)
+        elif proc.returncode is None:
+            proc.send_signal(sig)
 
 
 def stop(proc: subprocess.Popen[bytes], grace_s: float = 0.0) -> int:
@@ -134,7 +150,9 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 0.0) -> int:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace_s)
     kill_group(proc, signal.SIGKILL)  # also reaches descendants that outlived the leader
-    return proc.wait()
+    rc = proc.wait()
+    _OWN_GROUP.pop(proc.pid, None)
+    return rc
 
 
 def _pump(stream: IO[bytes], sink: Callable[[str], None]) -> None:
@@ -153,6 +171,7 @@ def run(
     on_stdout_line: LineCallback | None = None,
     grace_s: float = 0.0,
     pdeathsig: bool = False,
+    new_session: bool = True,
     tail_lines: int = TAIL_LINES,
 ) -> Completed:
     """Run ``argv`` to completion (or ``timeout_s``) and return what happened; never raises for an exit code.
@@ -173,10 +192,10 @@ def run(
     try:
         if log_fh is not None:
             proc = spawn(argv, cwd=cwd, env=env, unset_prefixes=unset_prefixes, stdout=log_fh,
-                         stderr=subprocess.STDOUT, pdeathsig=pdeathsig)  # fmt: skip
+                         stderr=subprocess.STDOUT, pdeathsig=pdeathsig, new_session=new_session)  # fmt: skip
         else:
             proc = spawn(argv, cwd=cwd, env=env, unset_prefixes=unset_prefixes, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, pdeathsig=pdeathsig)  # fmt: skip
+                         stderr=subprocess.PIPE, pdeathsig=pdeathsig, new_session=new_session)  # fmt: skip
             assert proc.stdout is not None and proc.stderr is not None
             threads = [
                 threading.Thread(target=_pump, args=(proc.stdout, on_stdout_line or out_lines.append), daemon=True),
@@ -198,6 +217,7 @@ def run(
             if proc.poll() is None:
                 stop(proc, grace_s)
             proc.wait()
+            _OWN_GROUP.pop(proc.pid, None)
             for t in threads:
                 t.join(timeout=10)
             for stream in (proc.stdout, proc.stderr):

@@ -7,13 +7,14 @@ existing distributed job engine instead of this process-local worker.
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from montage.errors import MediaError, ToolMissing
+from montage.core import ffmpeg as core_ffmpeg
+from montage.errors import MediaError
 
 if TYPE_CHECKING:
     from montage.settings import Settings
@@ -73,12 +74,12 @@ class MontageRunExecutor:
             raise MediaError(f"`montage run --json` printed no JSON summary ({exc.msg})") from None
         plan_ref = summary.get("plan") if isinstance(summary, dict) else None
         if isinstance(plan_ref, str) and Path(plan_ref).is_file():  # the edit plan written next to the output
-            plan = json.loads(Path(plan_ref).read_text(encoding="utf-8"))
+            # Moved, not copied: a result has one plan (the worker publishes spec.plan_path).
+            os.replace(plan_ref, spec.plan_path)
         elif isinstance(plan_ref, dict):
-            plan = plan_ref
+            _write_json(spec.plan_path, plan_ref)
         else:
             raise MediaError(f"`montage run --json` named no readable edit plan (plan={plan_ref!r})")
-        _write_json(spec.plan_path, plan)
 
 
 class FfmpegTrimExecutor:
@@ -91,12 +92,8 @@ class FfmpegTrimExecutor:
     name = "ffmpeg-trim"
 
     def __init__(self, ffmpeg: str | None = None, *, realtime: bool = False, threads: int = 2) -> None:
-        found = shutil.which(ffmpeg or "ffmpeg")
-        if found is None:
-            raise ToolMissing(
-                f"ffmpeg ({ffmpeg or 'ffmpeg'}) is not installed; install it with: apt-get install ffmpeg"
-            )
-        self.ffmpeg = found
+        # The one locator: configured, PATH, else imageio-ffmpeg's bundled binary (as `montage run` does).
+        self.ffmpeg = core_ffmpeg.locate(ffmpeg, environ={}).ffmpeg
         self.realtime = realtime
         self.threads = threads
 

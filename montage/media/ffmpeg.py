@@ -1,26 +1,22 @@
 """ffmpeg access: which binary runs, its version, and a runner with timeouts and progress.
 
-Discovery order: ``settings.media.ffmpeg`` (``MONTAGE_MEDIA__FFMPEG``, legacy ``MONTAGE_FFMPEG``), then
-``ffmpeg`` on PATH, then the binary the ``imageio-ffmpeg`` wheel bundles, so a fresh machine without a
-system ffmpeg still works.  ffprobe is optional: :mod:`montage.media.video_processor` probes with PyAV
-(whose wheels bundle the FFmpeg libraries) when there is none.
+Discovery is :mod:`montage.core.ffmpeg`'s (the one locator): ``settings.media.ffmpeg``
+(``MONTAGE_MEDIA__FFMPEG``, legacy ``MONTAGE_FFMPEG``), then ``ffmpeg`` on PATH, then the binary the
+``imageio-ffmpeg`` wheel bundles, so a fresh machine without a system ffmpeg still works.  ffprobe
+is optional: :mod:`montage.media.video_processor` probes with PyAV (whose wheels bundle the FFmpeg
+libraries) when there is none.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from montage.core import ffmpeg as core_ffmpeg
+from montage.core import proc
 from montage.errors import MediaError, ToolMissing
 
 if TYPE_CHECKING:
@@ -30,7 +26,6 @@ ProgressCallback = Callable[[float], None]
 """Called with the fraction done (0..1) while ffmpeg runs."""
 
 STDERR_TAIL_LINES = 25
-_VERSION_RE = re.compile(r"ffmpeg version (\S+)")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 
 
@@ -54,76 +49,18 @@ class FFmpegTools:
         }
 
 
-@lru_cache(maxsize=16)
-def _version_of(binary: str) -> str:
-    try:
-        out = subprocess.run([binary, "-hide_banner", "-version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ToolMissing(f"ffmpeg binary {binary!r} cannot be run: {exc}.") from exc
-    match = _VERSION_RE.search(out.stdout)
-    if out.returncode != 0 or match is None:
-        raise ToolMissing(
-            f"{binary!r} does not behave like ffmpeg (exit {out.returncode}, printed {out.stdout[:80]!r})."
-        )
-    return match.group(1)
-
-
-def _resolve(name: str) -> str | None:
-    if os.sep in name or (os.altsep and os.altsep in name):
-        path = Path(name).expanduser()
-        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
-    return shutil.which(name)
-
-
-def _bundled_ffmpeg() -> str | None:
-    try:
-        import imageio_ffmpeg
-    except ImportError:
-        return None
-    try:
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
-    except RuntimeError:
-        return None
-    return str(exe) if exe and Path(exe).is_file() else None
-
-
 def find_tools(
     ffmpeg: str | None = None, ffprobe: str | None = None, *, timeout_s: float = 3600.0, threads: int = 2
 ) -> FFmpegTools:
-    """Locate ffmpeg (and ffprobe, optional); raise :class:`ToolMissing` (exit 7) when there is no ffmpeg."""
-    if ffmpeg:
-        path = _resolve(ffmpeg)
-        if path is None:
-            raise ToolMissing(
-                f"The configured ffmpeg {ffmpeg!r} (setting media.ffmpeg / MONTAGE_MEDIA__FFMPEG) does not exist "
-                "or is not executable.",
-                hint="Unset it to use ffmpeg from PATH or the one bundled by imageio-ffmpeg.",
-            )
-        source = "settings"
-    else:
-        path = shutil.which("ffmpeg")
-        source = "PATH"
-        if path is None:
-            path = _bundled_ffmpeg()
-            source = "imageio-ffmpeg"
-        if path is None:
-            raise ToolMissing(
-                "No ffmpeg found: not configured (MONTAGE_MEDIA__FFMPEG), not on PATH, and the imageio-ffmpeg "
-                "package has no bundled binary.",
-                hint="Install it with: apt-get install ffmpeg (or pip install imageio-ffmpeg).",
-            )
-    probe_path = _resolve(ffprobe) if ffprobe else None
-    if ffprobe and probe_path is None:
-        raise ToolMissing(f"The configured ffprobe {ffprobe!r} (setting media.ffprobe) does not exist.")
-    if probe_path is None and not ffprobe and source != "imageio-ffmpeg":
-        # Prefer the ffprobe that sits next to the chosen ffmpeg, so both come from one build.
-        sibling = Path(path).with_name("ffprobe")
-        probe_path = str(sibling) if sibling.is_file() and os.access(sibling, os.X_OK) else None
+    """Locate ffmpeg (and ffprobe, optional) with :func:`montage.core.ffmpeg.locate`; raise
+    :class:`ToolMissing` (exit 7) when there is no ffmpeg."""
+    # The caller's settings already applied the environment: do not read it a second time.
+    found = core_ffmpeg.locate(ffmpeg, ffprobe, environ={})
     return FFmpegTools(
-        ffmpeg=path,
-        ffmpeg_version=_version_of(path),
-        ffmpeg_source=source,
-        ffprobe=probe_path,
+        ffmpeg=found.ffmpeg,
+        ffmpeg_version=core_ffmpeg.version(found.ffmpeg),
+        ffmpeg_source=found.source,
+        ffprobe=found.ffprobe,
         timeout_s=timeout_s,
         threads=threads,
     )
@@ -169,18 +106,21 @@ def tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def _parse_progress(stream: object, total_s: float | None, callback: ProgressCallback | None) -> None:
-    """Read ``-progress pipe:1`` key=value lines; report out_time as a fraction of ``total_s``."""
-    for raw in stream:  # type: ignore[attr-defined]
-        line = raw.decode("utf-8", "replace").strip() if isinstance(raw, bytes) else str(raw).strip()
+def _progress_parser(total_s: float | None, callback: ProgressCallback | None) -> Callable[[str], None]:
+    """A line handler for ``-progress pipe:1`` key=value lines: out_time as a fraction of ``total_s``."""
+
+    def on_line(raw: str) -> None:
+        line = raw.strip()
         if callback is None or not total_s:
-            continue
+            return
         key, _, value = line.partition("=")
         if key in {"out_time_us", "out_time_ms"} and value.strip().lstrip("-").isdigit():
             # ffmpeg prints microseconds under both names (out_time_ms is a historical misnomer).
             callback(min(1.0, max(0.0, int(value) / 1e6 / total_s)))
         elif key == "progress" and value == "end":
             callback(1.0)
+
+    return on_line
 
 
 def run_ffmpeg(
@@ -193,7 +133,7 @@ def run_ffmpeg(
     timeout_s: float | None = None,
     check: bool = True,
 ) -> RunResult:
-    """Run ``ffmpeg ARGS`` (argv list, never a shell) and return its stderr.
+    """Run ``ffmpeg ARGS`` (argv list, never a shell) with :func:`montage.core.proc.run`; return its stderr.
 
     ``what`` describes the job for error messages ("render of montage.mp4").  With ``progress`` the
     run adds ``-progress pipe:1`` and reports the fraction of ``total_s`` done.  A non-zero exit raises
@@ -201,46 +141,22 @@ def run_ffmpeg(
     """
     argv = [tools.ffmpeg, "-hide_banner", "-nostdin", "-y", "-progress", "pipe:1", "-nostats", *args]
     timeout = tools.timeout_s if timeout_s is None else timeout_s
-    started = time.monotonic()
-    errbuf: deque[str] = deque(maxlen=4000)
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    except OSError as exc:
+        # new_session=False: ffmpeg stays in the job's process group, so the worker's killpg stops it too.
+        done = proc.run(argv, timeout_s=timeout, on_stdout_line=_progress_parser(total_s, progress),
+                        tail_lines=4000, new_session=False)  # fmt: skip
+    except ToolMissing as exc:
         raise ToolMissing(f"Cannot start ffmpeg {tools.ffmpeg!r} for the {what}: {exc}.") from exc
-
-    def _drain_stderr() -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            errbuf.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    err_thread = threading.Thread(target=_drain_stderr, daemon=True)
-    out_thread = threading.Thread(target=_parse_progress, args=(proc.stdout, total_s, progress), daemon=True)
-    err_thread.start()
-    out_thread.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        proc.kill()
-    except BaseException:
-        proc.kill()
-        raise
-    finally:
-        proc.wait()
-        err_thread.join(timeout=10)
-        out_thread.join(timeout=10)
-    stderr = "\n".join(errbuf)
-    result = RunResult(argv=argv, returncode=proc.returncode, stderr=stderr, elapsed_s=time.monotonic() - started)
-    if timed_out:
+    result = RunResult(argv=argv, returncode=done.returncode, stderr=done.stderr, elapsed_s=done.duration_s)
+    if done.timed_out:
         raise MediaError(
             f"ffmpeg did not finish the {what} within {timeout:g} s and was stopped "
             "(setting media.timeout_s / MONTAGE_MEDIA__TIMEOUT_S).",
             stderr_tail=result.stderr_tail,
         )
-    if check and proc.returncode != 0:
+    if check and done.returncode != 0:
         raise MediaError(
-            f"ffmpeg failed during the {what} (exit {proc.returncode}): {_last_error_line(stderr)}",
+            f"ffmpeg failed during the {what} (exit {done.returncode}): {_last_error_line(done.stderr)}",
             stderr_tail=result.stderr_tail,
         )
     return result

@@ -6,15 +6,15 @@ Every unreadable input (missing, zero bytes, truncated, not media, no usable str
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import subprocess
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from montage.core import proc as core_proc
+from montage.core.files import sha256_file
 from montage.errors import MediaError
 from montage.media.ffmpeg import FFmpegTools, tail
 
@@ -100,10 +100,7 @@ class MediaInfo:
         return data
 
 
-def file_sha256(path: Path) -> str:
-    """Content hash of ``path`` (keys the analysis cache and goes into edit plans)."""
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+file_sha256 = sha256_file  # the content hash that keys the analysis cache and goes into edit plans
 
 
 def _fraction(text: str | None, default: Fraction = Fraction(0)) -> Fraction:
@@ -154,12 +151,9 @@ def probe(path: Path, tools: FFmpegTools | None = None) -> MediaInfo:
 
 def _probe_ffprobe(path: Path, size: int, ffprobe: str) -> MediaInfo:
     argv = [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", "file:" + str(path)]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        raise MediaError(
-            f"Probing {str(path)!r} took longer than {PROBE_TIMEOUT_S:g} s; the file is unusable."
-        ) from exc
+    proc = core_proc.run(argv, timeout_s=PROBE_TIMEOUT_S, new_session=False)  # in the job's process group
+    if proc.timed_out:
+        raise MediaError(f"Probing {str(path)!r} took longer than {PROBE_TIMEOUT_S:g} s; the file is unusable.")
     if proc.returncode != 0:
         raise MediaError(
             f"Input {str(path)!r} is not readable media: {tail(proc.stderr, 1) or 'ffprobe failed'}. "

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import platform
-import re
-import shutil
-import subprocess
 import sys
 from fnmatch import fnmatchcase
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from montage.core import ffmpeg as core_ffmpeg
 from montage.core import git as core_git
+from montage.core.files import sha256_file
+from montage.errors import ToolMissing
 
 # Generated or bundle files never count as inputs, so committing a bundle cannot make it STALE.
 NEVER_INPUTS = ["proofs/*", "phases/schema.json", "phases/.index.json", "var/*", ".nox/*", "*.pyc"]
@@ -37,7 +37,7 @@ def input_files(repo_root: Path, globs: list[str]) -> dict[str, str]:
         if any(fnmatchcase(rel, g) for g in globs):
             path = repo_root / rel
             if path.is_file():
-                out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+                out[rel] = sha256_file(path)
     return out
 
 
@@ -61,17 +61,13 @@ def git_state(repo_root: Path, proofs_dir: Path | None = None) -> dict[str, Any]
     return {"commit": state.commit, "dirty": state.dirty}
 
 
-def _ffmpeg_version() -> str | None:
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        return None
+def _ffmpeg() -> dict[str, str | None]:
+    """The ffmpeg a render would use (:func:`montage.core.ffmpeg.locate`), its version and where it came from."""
     try:
-        proc = subprocess.run([exe, "-version"], capture_output=True, timeout=30, check=False)
-    except subprocess.TimeoutExpired:
-        return None
-    first = proc.stdout.decode("utf-8", "replace").splitlines()[:1]
-    match = re.match(r"ffmpeg version (\S+)", first[0]) if first else None
-    return match.group(1) if match else None
+        found = core_ffmpeg.locate()
+        return {"ffmpeg": core_ffmpeg.version(found.ffmpeg), "ffmpeg_path": found.ffmpeg, "ffmpeg_source": found.source}
+    except ToolMissing:
+        return {"ffmpeg": None, "ffmpeg_path": None, "ffmpeg_source": None}
 
 
 def tool_versions() -> dict[str, Any]:
@@ -81,7 +77,7 @@ def tool_versions() -> dict[str, Any]:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    return {"python": platform.python_version(), "ffmpeg": _ffmpeg_version(), "packages": packages}
+    return {"python": platform.python_version(), **_ffmpeg(), "packages": packages}
 
 
 def host_fingerprint() -> dict[str, Any]:

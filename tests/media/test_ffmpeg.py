@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from montage.core import ffmpeg as core_ffmpeg
 from montage.errors import ExitCode, MediaError, ToolMissing
 from montage.media import ffmpeg as ff
 from montage.media.ffmpeg import FFmpegTools, find_tools, run_ffmpeg
@@ -43,7 +44,7 @@ def test_configured_ffprobe_missing(tools: FFmpegTools, tmp_path: Path) -> None:
 
 def test_binary_that_is_not_ffmpeg(tmp_path: Path) -> None:
     fake = _script(tmp_path / "ffmpeg", "echo 'hello'\n")
-    ff._version_of.cache_clear()
+    core_ffmpeg.version_line.cache_clear()
     with pytest.raises(ToolMissing, match="does not behave like ffmpeg"):
         find_tools(str(fake))
 
@@ -57,7 +58,7 @@ def test_falls_back_to_imageio_ffmpeg_without_path(monkeypatch: pytest.MonkeyPat
 
 def test_no_ffmpeg_anywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(ff, "_bundled_ffmpeg", lambda: None)
+    monkeypatch.setattr(core_ffmpeg, "bundled_ffmpeg", lambda: None)
     with pytest.raises(ToolMissing, match="No ffmpeg found") as info:
         find_tools()
     assert "apt-get install ffmpeg" in str(info.value)

@@ -7,8 +7,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from montage.core import ffmpeg as core_ffmpeg
 from montage.core import git as core_git
-from montage.ops.perf.workload import Clip, Workload, run_checked
+from montage.ops.perf.workload import Clip, Workload
 
 # The fields compared; anything else in the fingerprint is informational.
 COMPARED = ("ffmpeg_path", "ffmpeg_version", "cpu_model", "cores", "kernel", "python", "input_sha256", "command")
@@ -26,8 +27,7 @@ def cpu_model() -> str:
 
 
 def ffmpeg_version(ffmpeg: str) -> str:
-    out = run_checked([ffmpeg, "-hide_banner", "-version"], timeout=30.0, what="reading the ffmpeg version")
-    return out.splitlines()[0].strip() if out.strip() else "unknown"
+    return core_ffmpeg.version_line(ffmpeg)
 
 
 def fingerprint(*, ffmpeg: str, clip: Clip, workload: Workload) -> dict[str, Any]:

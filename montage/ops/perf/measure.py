@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import resource
-import signal
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from montage.core import proc as core_proc
 from montage.errors import MediaError
 
 SAMPLE_INTERVAL_S = 0.01
@@ -137,22 +137,15 @@ def run_once(
     from montage.ops.perf.workload import count_frames
 
     output.unlink(missing_ok=True)
-    full_env = {**os.environ, **env}
     load_before = os.getloadavg()
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     seen: dict[int, _Proc] = {}
     polls = 0
     with tempfile.TemporaryFile(mode="w+b") as err_file:
         t0 = time.monotonic()
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err_file,
-            start_new_session=True,
-        )
+        # Started by core (own session, ToolMissing for a missing program); waited for with wait4 here,
+        # because only wait4 returns the rusage of the whole tree.
+        proc = core_proc.spawn(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err_file)
         rusage: resource.struct_rusage | None = None
         try:
             deadline = t0 + timeout
@@ -172,15 +165,11 @@ def run_once(
                 time.sleep(SAMPLE_INTERVAL_S)
         finally:
             if proc.returncode is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                core_proc.kill_group(proc)
                 _, status, _ = os.wait4(proc.pid, 0)
                 proc.returncode = os.waitstatus_to_exitcode(status)
             else:
-                # Descendants that outlived the root (should not happen) must not leak.
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                core_proc.kill_group(proc)  # descendants that outlived the root (should not happen) must not leak
         err_file.seek(0)
         stderr_tail = "\n".join(err_file.read().decode("utf-8", "replace").strip().splitlines()[-12:])
     load_after = os.getloadavg()

@@ -7,16 +7,15 @@ The *render* is described by ``montage/ops/perf/workload.json`` inside each tree
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from montage.core.files import atomic_write_text
+from montage.core import ffmpeg as core_ffmpeg
+from montage.core import proc as core_proc
+from montage.core.files import atomic_write_text, sha256_file
 from montage.errors import MediaError, ToolMissing, UsageError
 
 WORKLOAD_FILE = Path("montage/ops/perf/workload.json")
@@ -86,37 +85,20 @@ def clip_argv(ffmpeg: str, out: Path) -> list[str]:
 
 
 def find_ffmpeg() -> str:
-    """The ffmpeg binary: ``MONTAGE_MEDIA__FFMPEG`` if set, else the one on PATH."""
-    name = os.environ.get("MONTAGE_MEDIA__FFMPEG") or "ffmpeg"
-    path = shutil.which(name)
-    if path is None:
-        raise ToolMissing(
-            f"ffmpeg ({name!r}) was not found; the perf guard renders with it.",
-            hint="Install it with: apt-get install ffmpeg (or set MONTAGE_MEDIA__FFMPEG).",
-        )
-    return os.path.realpath(path)
+    """The ffmpeg binary that renders (:func:`montage.core.ffmpeg.locate`: the same one ``montage run``
+    and the bundle fingerprint use), as a real path."""
+    return os.path.realpath(core_ffmpeg.locate().ffmpeg)
 
 
 def find_ffprobe(ffmpeg: str) -> str:
-    """ffprobe next to ``ffmpeg``, else on PATH."""
-    sibling = Path(ffmpeg).with_name("ffprobe")
-    if sibling.is_file() and os.access(sibling, os.X_OK):
-        return str(sibling)
-    path = shutil.which(os.environ.get("MONTAGE_MEDIA__FFPROBE") or "ffprobe")
-    if path is None:
+    """ffprobe from the same build as ``ffmpeg`` (configured, or next to it)."""
+    probe = core_ffmpeg.locate(ffmpeg).ffprobe
+    if probe is None:
         raise ToolMissing(
-            "ffprobe was not found; the perf guard counts output frames with it.",
-            hint="Install it with: apt-get install ffmpeg.",
+            f"ffprobe was not found next to {ffmpeg}; the perf guard counts output frames with it.",
+            hint="Install it with: apt-get install ffmpeg (or set MONTAGE_MEDIA__FFPROBE).",
         )
-    return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return probe
 
 
 @dataclass(frozen=True)
@@ -130,22 +112,14 @@ class Clip:
 
 
 def run_checked(argv: list[str], *, timeout: float, what: str) -> str:
-    """Run ``argv``; return stdout; a non-zero exit is a MediaError carrying the stderr tail."""
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise MediaError(f"{what} timed out after {timeout:.0f} s: {' '.join(argv[:3])} ...") from None
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    if proc.returncode != 0:
-        tail = "\n".join(err.strip().splitlines()[-8:])
-        raise MediaError(f"{what} failed with exit {proc.returncode}: {tail}", stderr_tail=tail)
-    return out
+    """Run ``argv``; return stdout; a non-zero exit or a timeout is a MediaError carrying the stderr tail."""
+    done = core_proc.run(argv, timeout_s=timeout)
+    if done.timed_out:
+        raise MediaError(f"{what} timed out after {timeout:.0f} s: {' '.join(argv[:3])} ...")
+    if done.returncode != 0:
+        tail = done.tail(8)
+        raise MediaError(f"{what} failed with exit {done.returncode}: {tail}", stderr_tail=tail)
+    return done.stdout
 
 
 def count_frames(ffprobe: str, path: Path, *, timeout: float = 60.0) -> int:
