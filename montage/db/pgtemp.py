@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from montage.core import proc as core_proc
+from montage.core.loopback import free_port
 from montage.errors import MontageError, ToolMissing
 
 DEFAULT_BIN = "/usr/lib/postgresql/15/bin"
@@ -28,12 +29,6 @@ BIN_ENV = "MONTAGE_TEST_PG_BIN"
 
 class PgError(MontageError):
     """A PostgreSQL server command failed."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def find_bindir(explicit: str | None = None) -> Path:
@@ -59,10 +54,10 @@ class PgCluster:
 
     def run(self, tool: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         argv = [*self.as_postgres, str(self.bindir / tool), *args]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, cwd=self.base)
+        done = core_proc.run(argv, timeout_s=timeout, cwd=self.base)
         if done.returncode != 0:
-            raise PgError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
-        return done
+            raise PgError(f"{' '.join(argv)} exited {done.returncode}: {done.tail(40)[-2000:]}")
+        return subprocess.CompletedProcess(done.argv, done.returncode, done.stdout, done.stderr)
 
     def psql(self, port: int, sql: str, db: str = "postgres") -> str:
         args = ["-h", "127.0.0.1", "-p", str(port), "-U", USER, "-d", db, "-AtX", "-v", "ON_ERROR_STOP=1", "-c", sql]

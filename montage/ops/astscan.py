@@ -13,11 +13,12 @@ import ast
 import bisect
 import io
 import re
-import subprocess
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from montage.core import git as core_git
 
 MARKER_WORDS = ("TODO", "FIXME")
 _MARKER_RX = re.compile(r"\b(" + "|".join(MARKER_WORDS) + r")\b")
@@ -105,14 +106,9 @@ class ScanResult:
 
 def list_python_files(repo_root: Path, timeout_s: float = 60.0) -> tuple[list[str], str]:
     """Tracked and untracked-but-not-ignored ``*.py`` files (git), else a directory walk."""
-    argv = ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", "*.py"]
-    try:
-        proc = subprocess.run(argv, cwd=repo_root, capture_output=True, timeout=timeout_s, check=False)
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        proc = None
-    if proc is not None and proc.returncode == 0:
-        names = sorted({n for n in proc.stdout.decode("utf-8", "replace").split("\0") if n})
-        return [n for n in names if (repo_root / n).is_file()], "git ls-files"
+    listed = core_git.repo_files(repo_root, "*.py", timeout_s=timeout_s)
+    if listed is not None:
+        return [n for n in listed if (repo_root / n).is_file()], "git ls-files"
     found = []
     for path in repo_root.rglob("*.py"):
         rel = path.relative_to(repo_root)
