@@ -14,8 +14,6 @@ from montage.errors import ExitCode, Interrupted, UsageError
 if TYPE_CHECKING:
     from montage.settings import Settings
 
-STAGES = ["probe", "analyse", "select", "measure", "render", "verify", "export"]
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", type=Path, metavar="INPUT", help="video file(s)")
