@@ -70,9 +70,11 @@ def try_git(repo: Path, *args: str, timeout_s: float = GIT_TIMEOUT_S) -> str | N
         return None
 
 
-def repo_files(repo: Path) -> list[str] | None:
-    """Tracked plus untracked-not-ignored files, relative POSIX paths; None outside a git work tree."""
-    out = try_git(repo, "ls-files", "--cached", "--others", "--exclude-standard", "-z")
+def repo_files(repo: Path, *pathspec: str, timeout_s: float = GIT_TIMEOUT_S) -> list[str] | None:
+    """Tracked plus untracked-not-ignored files (matching ``pathspec``), relative POSIX paths; None
+    outside a git work tree."""
+    spec = ["--", *pathspec] if pathspec else []
+    out = try_git(repo, "ls-files", "--cached", "--others", "--exclude-standard", "-z", *spec, timeout_s=timeout_s)
     return None if out is None else sorted({n for n in out.split("\0") if n})
 
 
