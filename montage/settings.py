@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from montage import _settings_sources as sources
+from montage.core.flags import DEFAULT_PATH as DEFAULT_FLAGS_PATH
 from montage.errors import ConfigError
 
 ENV_PREFIX = sources.ENV_PREFIX
@@ -183,7 +184,7 @@ class OpsSettings(_Section):
 
     phases_dir: Path = Path("phases")
     bundles_dir: Path = Path("proofs")
-    flags_file: Path = Path("var/flags.json")
+    flags_file: Path = DEFAULT_FLAGS_PATH  # montage.core.flags.flags_path resolves it
 
 
 class Settings(BaseSettings):
