@@ -115,17 +115,18 @@ def test_subtitles_only_and_raw_stream(tools: FFmpegTools, media_dir: Path, prob
         assert info.duration > 0 and info.video[0].width == 64
 
 
-def test_probe_timeout(story_clip: Path, tools: FFmpegTools, monkeypatch: pytest.MonkeyPatch) -> None:
-    import subprocess
+def test_probe_timeout(story_clip: Path, tools: FFmpegTools, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An ffprobe that hangs is stopped after PROBE_TIMEOUT_S (a real process that sleeps)."""
+    import dataclasses
 
     from montage.media import video_processor as vp
 
-    def slow(*args: object, **kwargs: object) -> None:
-        raise subprocess.TimeoutExpired(cmd="ffprobe", timeout=vp.PROBE_TIMEOUT_S)
-
-    monkeypatch.setattr(vp.subprocess, "run", slow)
+    hang = tmp_path / "ffprobe"
+    hang.write_text("#!/bin/sh\nexec sleep 60\n")
+    hang.chmod(0o755)
+    monkeypatch.setattr(vp, "PROBE_TIMEOUT_S", 0.5)
     with pytest.raises(MediaError, match="took longer than"):
-        probe(story_clip, tools)
+        probe(story_clip, dataclasses.replace(tools, ffprobe=str(hang)))
 
 
 def test_parsing_helpers() -> None:

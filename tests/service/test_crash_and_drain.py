@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from montage.core.loopback import free_port
 from montage.db import jobs
 from montage.db.database import Database, make_engine
 from montage.db.models import JobEvent
@@ -114,11 +115,7 @@ def test_sigkill_mid_render_gives_exactly_one_result_and_no_lost_job(
 
 
 def test_serve_logs_config_source_first_and_drains_on_sigterm(tmp_path: Path, sqlite_db_url: str, clip: Path) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = service_env(tmp_path, sqlite_db_url, executor_realtime="true", drain_grace_s="30")
     log_file = tmp_path / "serve.log"
     (tmp_path / "media").mkdir(exist_ok=True)
@@ -159,11 +156,8 @@ def test_real_montage_run_through_serve_gives_a_downloadable_montage(
 ) -> None:
     """The README's path: `montage serve` on SQLite with an embedded worker running the media pipeline."""
     import json
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = service_env(tmp_path, sqlite_db_url, executor="montage-run")
     (tmp_path / "media").mkdir(exist_ok=True)
     out = (tmp_path / "serve.out").open("wb")
@@ -204,11 +198,7 @@ def _finished(base: str, job_id: str) -> dict[str, Any] | None:
 
 
 def test_serve_restarts_a_crashed_embedded_worker(tmp_path: Path, sqlite_db_url: str) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = service_env(tmp_path, sqlite_db_url)
     (tmp_path / "media").mkdir(exist_ok=True)
     out = (tmp_path / "serve.out").open("wb")

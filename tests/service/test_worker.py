@@ -11,7 +11,7 @@ import pytest
 
 from montage.db import jobs
 from montage.db.database import Database, make_engine
-from montage.jobs.executor import FfmpegTrimExecutor, MontageRunExecutor
+from montage.jobs.executor import FfmpegTrimExecutor, JobSpec, MontageRunExecutor
 from montage.jobs.worker import Worker, WorkerConfig, process_cmdline
 
 pytestmark = pytest.mark.anyio
@@ -137,3 +137,35 @@ async def test_workers_paused_flag_applies_from_the_next_claim(db: Database, cli
         await flagstore.put_flag(session, "WORKERS_PAUSED", False)
     assert await worker.run(once=True) == 1
     assert (await _job(db, job_id)).state == "succeeded"
+
+
+async def test_ffmpeg_trim_works_with_only_the_bundled_ffmpeg(
+    db: Database, clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ffmpeg on PATH: the executor uses imageio-ffmpeg's binary, as `montage run` does."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("MONTAGE_MEDIA__FFMPEG", raising=False)
+    executor = FfmpegTrimExecutor(threads=1)
+    assert "imageio_ffmpeg" in executor.ffmpeg
+    job_id = await _submit(db, clip)
+    assert await Worker(db, executor, _config(tmp_path)).run(once=True) == 1
+    job = await _job(db, job_id)
+    assert job.state == "succeeded", job.error
+    assert Path(job.result_path or "").stat().st_size > 1000
+
+
+def test_montage_run_executor_publishes_one_plan(tmp_path: Path) -> None:
+    """The pipeline's own plan file becomes the result's plan.json: no second copy is left beside it."""
+    import json
+
+    scratch = tmp_path / ".attempt-1"
+    scratch.mkdir()
+    spec = JobSpec("j", tmp_path / "in.mp4", 5.0, "16:9", scratch / "montage.mp4", scratch / "plan.json")
+    spec.output_tmp.write_bytes(b"rendered")
+    pipeline_plan = scratch / "montage.plan.json"
+    pipeline_plan.write_text('{"segments": []}')
+    MontageRunExecutor().collect(spec, json.dumps({"plan": str(pipeline_plan)}))
+    assert sorted(p.name for p in scratch.iterdir()) == ["montage.mp4", "plan.json"]
+    assert json.loads(spec.plan_path.read_text()) == {"segments": []}
