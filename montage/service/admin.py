@@ -71,7 +71,8 @@ async def get_flags(session: Session) -> Flags:
 
 @router.put("/flags/{name}", response_model=Flags, responses=responses(422))
 async def put_flag(name: FlagName, body: FlagUpdate, ctx: Context, session: Session) -> Flags:
-    """Set a known flag in the database and the flags file (both or neither; see db/flagstore.py)."""
+    # A known flag, in the database and the flags file, both or neither (see db/flagstore.py).  A
+    # comment, not a docstring: the docstring would become the OpenAPI description.
     from montage.core.flags import FlagError
 
     try:
