@@ -92,8 +92,7 @@ def _bundle_facts(roadmap: Roadmap, phase_ids: Sequence[int], layout: ProofsLayo
                 "commit": st.commit,
                 "bundle": st.bundle,
                 "reasons": st.reasons,
-                "checks": (manifest or {}).get("checks", []),
-                "synthetic": (manifest or {}).get("synthetic"),
+                "checks": manifest.checks if manifest is not None else [],
             }
         )
     return facts
@@ -137,7 +136,7 @@ def render_draft(
 
 def write_draft(path: Path, text: str, overwrite: bool) -> None:
     """Write atomically; an existing ADR is never overwritten without ``overwrite``."""
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
 
     if path.exists() and not overwrite:
         raise UsageError(f"{path} already exists; an ADR is a record, so pass --force to replace the draft.")

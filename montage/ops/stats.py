@@ -30,7 +30,6 @@ Example: fps must not drop by more than 10 %::
 
 from __future__ import annotations
 
-import enum
 import math
 import random
 from collections.abc import Sequence
@@ -38,18 +37,12 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any, Literal
 
+from montage.ops.verdict import Verdict as Verdict  # the one verdict type (a decision is PASS / FAIL / INCONCLUSIVE)
+
 Worse = Literal["lower", "higher"]
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
-
-
-class Verdict(enum.StrEnum):
-    """Outcome of a statistical decision."""
-
-    PASS = "PASS"
-    FAIL = "FAIL"
-    INCONCLUSIVE = "INCONCLUSIVE"
 
 
 @dataclass(frozen=True)

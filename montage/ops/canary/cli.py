@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
     from montage.ops.canary.collect import collect
 
     if args.requests < 1 or args.max_duration_s <= 0:
@@ -65,7 +65,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
     from montage.ops.canary.judge import judge
     from montage.ops.checks.canary import Params, slos
 

@@ -60,7 +60,7 @@ class SloResult:
 
 @dataclass(frozen=True)
 class CanaryVerdict:
-    verdict: str  # PASS / PARTIAL / FAIL / INCONCLUSIVE (no SLO decided)
+    verdict: Verdict  # PASS / PARTIAL / FAIL / INCONCLUSIVE (no SLO decided)
     slos: list[SloResult]
 
     def text(self, metrics: dict[str, Any]) -> str:
@@ -71,7 +71,7 @@ class CanaryVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "verdict": self.verdict,
+            "verdict": self.verdict.value,
             "slos": {
                 r.name: {"verdict": r.verdict.value, "value": r.value, "bound": r.bound, "detail": r.detail}
                 for r in self.slos
@@ -95,8 +95,8 @@ def judge(metrics: dict[str, Any], slos: Slos) -> CanaryVerdict:
     overall = stats.combine(verdicts)
     if overall is Verdict.INCONCLUSIVE:
         decided = any(v is not Verdict.INCONCLUSIVE for v in verdicts)
-        return CanaryVerdict("PARTIAL" if decided else "INCONCLUSIVE", results)
-    return CanaryVerdict(overall.value, results)
+        return CanaryVerdict(Verdict.PARTIAL if decided else Verdict.INCONCLUSIVE, results)
+    return CanaryVerdict(overall, results)
 
 
 def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Slos) -> SloResult:
@@ -128,7 +128,7 @@ def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Slos) -> SloResul
         p99c = stats._quantile(sorted(cl), 0.99) * 1000
         p99b = stats._quantile(sorted(bl), 0.99) * 1000
         detail = f"{d.reason}; p99 candidate {p99c:.2f} ms, baseline {p99b:.2f} ms, {len(pairs)} pairs"
-    return SloResult("p99_latency_ratio", Verdict(d.verdict.value), value, f"<= {slos.p99_ratio_max:g}", detail)
+    return SloResult("p99_latency_ratio", d.verdict, value, f"<= {slos.p99_ratio_max:g}", detail)
 
 
 def _errors(cand: dict[str, Any], slos: Slos) -> SloResult:
@@ -148,7 +148,7 @@ def _errors(cand: dict[str, Any], slos: Slos) -> SloResult:
     value = {"rate": round(iv.point, 6), "low": round(iv.low, 6), "high": round(iv.high, 6)}
     return SloResult(
         "error_rate_5xx",
-        Verdict(d.verdict.value),
+        d.verdict,
         value,
         bound,
         f"{bad} of {len(statuses)} requests 5xx or unanswered; {d.reason}",

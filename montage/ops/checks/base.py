@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,15 +11,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from montage.core.files import canonical_json
-
-
-class Verdict(enum.StrEnum):
-    """The verdict of one check.  Never PASS by default: missing data is INCONCLUSIVE."""
-
-    PASS = "PASS"
-    FAIL = "FAIL"
-    INCONCLUSIVE = "INCONCLUSIVE"
-    ERROR = "ERROR"
+from montage.ops.verdict import Verdict as Verdict  # re-exported: kinds import it from here
 
 
 class KindParams(BaseModel):
@@ -39,51 +30,6 @@ class Judgement(BaseModel):
     expected: str
     reason: str
     evidence: list[str] = Field(default_factory=list)
-
-
-class CheckResult(BaseModel):
-    """One gate entry's judgement as stored in a bundle manifest."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str
-    kind: str
-    critical: bool
-    verdict: Verdict
-    value: Any = None
-    expected: str
-    reason: str
-    evidence_dir: str  # relative to the bundle root
-    evidence: list[str] = Field(default_factory=list)
-    duration_s: float = 0.0
-    measured: bool = True  # False: the kind raised (tool missing, crash); there is nothing to re-judge
-
-    @classmethod
-    def from_judgement(
-        cls,
-        check_id: str,
-        kind: str,
-        critical: bool,
-        judgement: Judgement,
-        evidence_dir: str,
-        duration_s: float,
-        measured: bool = True,
-    ) -> CheckResult:
-        return cls(
-            id=check_id,
-            kind=kind,
-            critical=critical,
-            evidence_dir=evidence_dir,
-            duration_s=round(duration_s, 3),
-            measured=measured,
-            **judgement.model_dump(),
-        )
-
-    def judgement(self) -> Judgement:
-        """The judgement part (what ``rejudge`` must reproduce)."""
-        return Judgement(
-            verdict=self.verdict, value=self.value, expected=self.expected, reason=self.reason, evidence=self.evidence
-        )
 
 
 @dataclass

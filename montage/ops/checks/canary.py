@@ -65,7 +65,7 @@ def slos(params: Params) -> Any:
 
 
 def run(params: Params, ctx: CheckContext) -> Judgement:
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
     from montage.ops.canary.collect import collect
     from montage.ops.canary.judge import judge
 
@@ -97,7 +97,8 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         return error_judgement(expected, str(exc), files)
     except (KeyError, TypeError, ValueError) as exc:
         return error_judgement(expected, f"{METRICS} is malformed ({type(exc).__name__}: {exc})", files)
-    verdict = {"PASS": Verdict.PASS, "FAIL": Verdict.FAIL}.get(result.verdict, Verdict.INCONCLUSIVE)
-    not_passed = [f"{r.name} {r.verdict.value}" for r in result.slos if r.verdict.value != "PASS"]
+    # the canary's PARTIAL (some SLOs undecided) is INCONCLUSIVE for the gate: never PASS
+    verdict = result.verdict if result.verdict in (Verdict.PASS, Verdict.FAIL) else Verdict.INCONCLUSIVE
+    not_passed = [f"{r.name} {r.verdict.value}" for r in result.slos if r.verdict is not Verdict.PASS]
     reason = f"canary {result.verdict}" + (f": {', '.join(not_passed)}" if not_passed else ": every SLO met")
     return Judgement(verdict=verdict, value=result.to_dict(), expected=expected, reason=reason, evidence=files)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from montage.core.files import atomic_write_text
 from montage.errors import ValidationFailure
-from montage.flags import atomic_write_text
 from montage.ops.perf.measure import RunSample
 from montage.ops.perf.runner import Runner, make_side
 

@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from montage.core.files import atomic_write_text
 from montage.errors import ExitCode, UsageError
-from montage.flags import atomic_write_text
 from montage.ops.perf.fingerprint import git
 from montage.ops.perf.workload import WORKLOAD_FILE
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from montage.flags import atomic_write_text
+from montage.core.files import atomic_write_text
 from montage.ops.perf.guard import GuardResult
 from montage.ops.perf.measure import RunSample
 

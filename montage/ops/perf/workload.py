@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from montage.core.files import atomic_write_text
 from montage.errors import MediaError, ToolMissing, UsageError
-from montage.flags import atomic_write_text
 
 WORKLOAD_FILE = Path("montage/ops/perf/workload.json")
 KINDS = ("ffmpeg", "montage-run")
