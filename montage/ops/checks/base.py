@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from montage.core.files import canonical_json
+from montage.ops import stats
 from montage.ops.verdict import Verdict as Verdict  # re-exported: kinds import it from here
 
 
@@ -18,6 +19,20 @@ class KindParams(BaseModel):
     """Base of every kind's ``with:`` model: strict, immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DecisionParams(KindParams):
+    """The shared decision parameters of the statistical kinds (canary, perf_guard), declared once."""
+
+    confidence: float = Field(stats.DEFAULT_CONFIDENCE, gt=0, lt=1, description="confidence of every interval")
+    resamples: int = Field(stats.DEFAULT_RESAMPLES, ge=100, le=100_000, description="bootstrap resamples")
+    seed: int = Field(0, description="bootstrap seed: the same evidence and seed give the same verdict")
+    min_samples: int = Field(stats.DEFAULT_MIN_SAMPLES, ge=3, description="fewer samples per side: INCONCLUSIVE")
+
+    def decision(self) -> stats.DecisionConfig:
+        return stats.DecisionConfig(
+            confidence=self.confidence, resamples=self.resamples, seed=self.seed, min_samples=self.min_samples
+        )
 
 
 class Judgement(BaseModel):
