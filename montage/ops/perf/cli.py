@@ -81,7 +81,7 @@ def cmd_baseline(repo: Path, workdir: Path, output: Path, runs: int) -> int:
 
 def cmd_guard(args: argparse.Namespace) -> int:
     from montage.ops.perf import policy
-    from montage.ops.perf.guard import GuardConfig, run_guard
+    from montage.ops.perf.guard import run_guard
     from montage.ops.perf.report import write_report
 
     if not policy.guard_enabled(args.flags_file):
@@ -90,26 +90,24 @@ def cmd_guard(args: argparse.Namespace) -> int:
             f"Re-enable with `montage flags set {policy.FLAG} true`."
         )
         return 0
-    thresholds, source = policy.thresholds_from_phases(args.phases_dir)
+    params, source = policy.thresholds_from_phases(args.phases_dir)
     overrides = {
         k: v for k, v in (("max_fps_drop", args.max_fps_drop), ("max_rss_growth", args.max_rss_growth)) if v is not None
     }
     if overrides:
-        thresholds = policy.thresholds_from_params(
-            {"max_fps_drop": thresholds.max_fps_drop, "max_rss_growth": thresholds.max_rss_growth} | overrides,
-            "command line",
-        )
         source = "command line"
-    print(
-        f"perf guard: thresholds -{thresholds.max_fps_drop:.0%} fps, +{thresholds.max_rss_growth:.0%} RSS from {source}"
+    # the command line's budget and seed always apply (the perf_guard check passes its own)
+    params = policy.thresholds_from_params(
+        params.model_dump(exclude_unset=True) | overrides | {"budget_s": args.budget, "seed": args.seed},
+        source,
     )
+    print(f"perf guard: thresholds -{params.max_fps_drop:.0%} fps, +{params.max_rss_growth:.0%} RSS from {source}")
     result = run_guard(
         args.repo,
         baseline_path=args.baseline_file,
         workdir=args.workdir,
         baseline_ref=args.baseline_ref,
-        thresholds=thresholds,
-        config=GuardConfig(budget_s=args.budget, seed=args.seed),
+        params=params,
         say=lambda m: print(m, flush=True),
     )
     doc = write_report(result, args.report_dir, args.history)
@@ -123,20 +121,14 @@ def cmd_guard(args: argparse.Namespace) -> int:
 
 
 def cmd_rejudge(report: Path) -> int:
-    from montage.ops.perf.guard import GuardConfig, Thresholds, rejudge
+    from montage.ops.perf.guard import params_of_report, rejudge
     from montage.ops.perf.measure import RunSample
 
     try:
         doc = json.loads(report.read_text(encoding="utf-8"))
         samples = [RunSample.from_dict(d) for d in doc["samples"]]
-        verdict, decisions = rejudge(
-            doc["mode"],
-            samples,
-            doc["baseline"]["samples"],
-            Thresholds(**doc["thresholds"]),
-            GuardConfig(**doc["config"]),
-        )
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        verdict, decisions = rejudge(doc["mode"], samples, doc["baseline"]["samples"], params_of_report(doc))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{report}: not a readable perf report ({type(exc).__name__}: {exc}).") from None
     same = verdict.value == doc["verdict"]
     print(f"{report}: stored {doc['verdict']}, re-judged {verdict.value}{'' if same else ' (MISMATCH)'}")
