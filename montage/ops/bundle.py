@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from montage.core.files import sha256_file
 from montage.errors import Refused
 from montage.ops.manifest import Manifest
+from montage.ops.model import describe_errors
 
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
@@ -192,9 +193,7 @@ def load_manifest(bundle: Path) -> Manifest:
     try:
         return Manifest.model_validate_json(text)
     except ValidationError as exc:
-        shown = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in exc.errors()[:3])
-        more = f" and {exc.error_count() - 3} more" if exc.error_count() > 3 else ""
-        raise ManifestError(f"{MANIFEST} is malformed ({shown}{more})") from None
+        raise ManifestError(f"{MANIFEST} is malformed ({describe_errors(exc)})") from None
 
 
 def read_manifest(bundle: Path) -> Manifest | None:

@@ -18,6 +18,7 @@ from montage.errors import ValidationFailure
 from montage.flags import read_flags
 from montage.ops.checks.perf_guard import Params
 from montage.ops.loader import parse_phase
+from montage.ops.model import describe_errors
 
 FLAG = "PERF_GUARD_ENABLED"
 PHASE_GLOB = "07-*.yaml"
@@ -29,12 +30,8 @@ def thresholds_from_params(params: dict[str, Any], where: str) -> Params:
     try:
         return Params.model_validate(params)
     except ValidationError as exc:
-        shown = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(mapping)'} is {e.get('input')!r}: {e['msg']}"
-            for e in exc.errors()[:3]
-        )
         raise ValidationFailure(
-            f"perf_guard: {shown}; expected the parameters of the perf_guard check kind "
+            f"perf_guard: {describe_errors(exc)}; expected the parameters of the perf_guard check kind "
             f"({', '.join(Params.model_fields)}).",
             path=where,
         ) from None
