@@ -96,6 +96,9 @@ def test_perf_guard_kind_rejudges_stored_samples(tmp_path: Path, cand: list[floa
     assert "perf_report.svg" in judgement.evidence
     ET.parse(evidence / "perf_report.svg")  # well-formed SVG
     assert kind.rejudge(kind.Params(max_fps_drop=0.2), evidence).verdict == Verdict.ERROR
+    # the gate's decision parameters count too: a report judged with other resamples is not this gate's
+    other = kind.rejudge(kind.Params(resamples=500), evidence)
+    assert other.verdict == Verdict.ERROR and "was judged with" in other.reason
     doc = json.loads((evidence / "perf_report.json").read_text(encoding="utf-8"))
     for s in doc["samples"]:
         if s["side"] == "candidate":

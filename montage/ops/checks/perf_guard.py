@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
+from montage.core.files import canonical_json
 from montage.ops._proc import run_logged
 from montage.ops.checks.base import (
     CheckContext,
@@ -36,6 +37,8 @@ HISTORY = "history.jsonl"
 FILES = ["guard.json", "guard.log", REPORT, "perf_report.md", "perf_report.svg", HISTORY]
 EXIT_OF = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}
 HISTORY_FILE = "var/perf/history.jsonl"
+# the parameters a report must have been judged with for this gate entry to accept it
+JUDGING = ("max_fps_drop", "max_rss_growth", "confidence", "resamples", "seed", "min_samples", "min_pairs")
 
 
 class Params(DecisionParams):
@@ -75,6 +78,7 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
         "--max-fps-drop", repr(params.max_fps_drop), "--max-rss-growth", repr(params.max_rss_growth),
         "--budget", repr(params.budget_s), "--seed", str(params.seed),
     ]  # fmt: skip
+    argv += ["--params", canonical_json(params.model_dump(include=set(JUDGING)))]  # the rest of Params, once
     if params.baseline:
         argv += ["--baseline", params.baseline]
     done = run_logged(argv, ctx.evidence_dir / "guard.log", ctx.repo_root, params.timeout_s, ctx.env)
@@ -92,7 +96,7 @@ def _interval(decision: Any) -> Any:
 
 
 def rejudge(params: Params, evidence_dir: Path) -> Judgement:
-    from montage.ops.perf.guard import THRESHOLD_KEYS, params_of_report
+    from montage.ops.perf.guard import params_of_report
     from montage.ops.perf.guard import rejudge as judge_samples
     from montage.ops.perf.measure import RunSample
 
@@ -128,8 +132,8 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         return error_judgement(expected, f"{REPORT} is unreadable: {type(exc).__name__}: {exc}", evidence)
-    thresholds = {k: getattr(judged_with, k) for k in THRESHOLD_KEYS}
-    wanted = {k: getattr(params, k) for k in THRESHOLD_KEYS}
+    thresholds = {k: getattr(judged_with, k) for k in JUDGING}
+    wanted = {k: getattr(params, k) for k in JUDGING}
     if thresholds != wanted:
         return error_judgement(expected, f"{REPORT} was judged with {thresholds}, the gate says {wanted}", evidence)
     if verdict.value != doc["verdict"] or EXIT_OF[verdict.value] != record.get("exit_code"):

@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     guard.add_argument("--max-fps-drop", type=float, help="override the phase file (fraction, e.g. 0.10)")
     guard.add_argument("--max-rss-growth", type=float, help="override the phase file (fraction, e.g. 0.15)")
+    guard.add_argument(
+        "--params",
+        default=None,
+        help="JSON object of perf_guard parameters (a gate entry's with:); overrides the phase",
+    )
     guard.add_argument("--budget", type=float, default=90.0, help="seconds before an undecided run stops")
     guard.add_argument("--seed", type=int, default=0)
     guard.add_argument("--update-baseline", action="store_true", help="capture a new baseline instead (explicit)")
@@ -91,6 +96,15 @@ def cmd_guard(args: argparse.Namespace) -> int:
         )
         return 0
     params, source = policy.thresholds_from_phases(args.phases_dir)
+    given: dict[str, object] = {}
+    if args.params:
+        try:
+            given = json.loads(args.params)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f'--params is not valid JSON ({exc}); expected an object such as {{"seed": 1}}.') from None
+        if not isinstance(given, dict):
+            raise UsageError(f"--params is {args.params!r}; expected a JSON object of perf_guard parameters.")
+        source = "the gate entry (--params)"
     overrides = {
         k: v for k, v in (("max_fps_drop", args.max_fps_drop), ("max_rss_growth", args.max_rss_growth)) if v is not None
     }
@@ -98,7 +112,7 @@ def cmd_guard(args: argparse.Namespace) -> int:
         source = "command line"
     # the command line's budget and seed always apply (the perf_guard check passes its own)
     params = policy.thresholds_from_params(
-        params.model_dump(exclude_unset=True) | overrides | {"budget_s": args.budget, "seed": args.seed},
+        params.model_dump(exclude_unset=True) | given | overrides | {"budget_s": args.budget, "seed": args.seed},
         source,
     )
     print(f"perf guard: thresholds -{params.max_fps_drop:.0%} fps, +{params.max_rss_growth:.0%} RSS from {source}")
