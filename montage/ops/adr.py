@@ -92,8 +92,7 @@ def _bundle_facts(roadmap: Roadmap, phase_ids: Sequence[int], layout: ProofsLayo
                 "commit": st.commit,
                 "bundle": st.bundle,
                 "reasons": st.reasons,
-                "checks": (manifest or {}).get("checks", []),
-                "synthetic": (manifest or {}).get("synthetic"),
+                "checks": manifest.checks if manifest is not None else [],
             }
         )
     return facts

@@ -20,17 +20,19 @@ import datetime as dt
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from montage.core.files import canonical_json, sha256_file
+from pydantic import ValidationError
+
+from montage.core.files import sha256_file
 from montage.errors import Refused
+from montage.ops.manifest import Manifest
+from montage.ops.model import describe_errors
 
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
@@ -108,24 +110,43 @@ def building(layout: ProofsLayout, phase_id: int) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def hash_files(bundle: Path) -> dict[str, str]:
-    """sha256 of every file in the bundle except the manifest pair."""
-    out: dict[str, str] = {}
-    for path in sorted(bundle.rglob("*")):
-        if path.is_file():
+def walk(bundle: Path) -> tuple[list[str], list[str]]:
+    """The bundle's regular files (relative, sorted) and every symlink or special file in it.
+
+    Symlinks are never followed: a bundle is self-contained, so a link (even to an identical copy
+    outside the bundle) is a problem, not a file.
+    """
+    files: list[str] = []
+    odd: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(bundle, followlinks=False):
+        here = Path(dirpath)
+        for name in [*dirnames, *filenames]:
+            path = here / name
             rel = path.relative_to(bundle).as_posix()
-            if rel not in (MANIFEST, MANIFEST_SUM):
-                out[rel] = sha256_file(path)
-    return out
+            if path.is_symlink():
+                odd.append(f"{rel} is a symlink (to {os.readlink(path)}); a bundle holds only its own regular files")
+            elif name in filenames:
+                if path.is_file():
+                    files.append(rel)
+                else:
+                    odd.append(f"{rel} is not a regular file")
+        dirnames[:] = [d for d in dirnames if not (here / d).is_symlink()]
+    return sorted(files), sorted(odd)
 
 
-def write_manifest(bundle: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def hash_files(bundle: Path) -> dict[str, str]:
+    """sha256 of every regular file in the bundle except the manifest pair (symlinks are skipped)."""
+    files, _ = walk(bundle)
+    return {rel: sha256_file(bundle / rel) for rel in files if rel not in (MANIFEST, MANIFEST_SUM)}
+
+
+def write_manifest(bundle: Path, manifest: Manifest) -> Manifest:
     """Hash every file, then write manifest.json and its checksum."""
-    manifest = dict(manifest)
-    manifest["files"] = hash_files(bundle)
-    text = canonical_json(manifest, indent=2) + "\n"
+    manifest = manifest.model_copy(update={"files": hash_files(bundle)})
+    text = manifest.to_json()
     (bundle / MANIFEST).write_text(text, encoding="utf-8")
     (bundle / MANIFEST_SUM).write_text(hashlib.sha256(text.encode()).hexdigest() + "  manifest.json\n", "utf-8")
+    # seam (issue 12, Build 1): the DSSE envelope signing this manifest is written here
     return manifest
 
 
@@ -154,16 +175,39 @@ def prune(layout: ProofsLayout, phase_id: int, keep: int = KEEP_RUNS) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def read_manifest(bundle: Path) -> dict[str, Any] | None:
+class ManifestError(Exception):
+    """manifest.json is missing, not JSON, or not a valid :class:`Manifest` (the bundle is TAMPERED)."""
+
+
+def load_manifest(bundle: Path) -> Manifest:
+    """The bundle's manifest, validated; raises :class:`ManifestError` naming what is wrong."""
+    path = bundle / MANIFEST
+    if path.is_symlink():
+        raise ManifestError(f"{MANIFEST} is a symlink; a bundle holds only its own regular files")
     try:
-        data = json.loads((bundle / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError(f"{MANIFEST} is missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{MANIFEST} is unreadable ({exc})") from None
+    try:
+        return Manifest.model_validate_json(text)
+    except ValidationError as exc:
+        raise ManifestError(f"{MANIFEST} is malformed ({describe_errors(exc)})") from None
+
+
+def read_manifest(bundle: Path) -> Manifest | None:
+    """The manifest, or None when it is missing or malformed (see :func:`integrity_problems`)."""
+    try:
+        return load_manifest(bundle)
+    except ManifestError:
         return None
-    return data if isinstance(data, dict) else None
 
 
 def integrity_problems(bundle: Path) -> list[str]:
     """Files that no longer match the manifest (each problem names the file)."""
+    if bundle.is_symlink():
+        return [f"{bundle.name} is a symlink (to {os.readlink(bundle)}); a bundle is a directory of its own"]
     try:
         text = (bundle / MANIFEST).read_bytes()
     except OSError:
@@ -171,15 +215,18 @@ def integrity_problems(bundle: Path) -> list[str]:
     problems: list[str] = []
     try:
         recorded_sum = (bundle / MANIFEST_SUM).read_text(encoding="utf-8").split()[0]
-    except (OSError, IndexError):
+    except (OSError, UnicodeDecodeError, IndexError):
         recorded_sum = None
     if recorded_sum != hashlib.sha256(text).hexdigest():
         problems.append(f"{MANIFEST} was modified (its checksum in {MANIFEST_SUM} does not match)")
-    manifest = read_manifest(bundle)
-    if manifest is None or not isinstance(manifest.get("files"), dict):
-        return [*problems, f"{MANIFEST} is unreadable"]
-    recorded: dict[str, str] = manifest["files"]
-    actual = hash_files(bundle)
+    try:
+        manifest = load_manifest(bundle)
+    except ManifestError as exc:
+        return [*problems, str(exc)]
+    files, odd = walk(bundle)
+    problems += odd
+    actual = {rel: sha256_file(bundle / rel) for rel in files if rel not in (MANIFEST, MANIFEST_SUM)}
+    recorded = manifest.files
     for rel in sorted(recorded.keys() | actual.keys()):
         if rel not in actual:
             problems.append(f"{rel} was deleted")

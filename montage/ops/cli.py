@@ -144,33 +144,25 @@ def _run_or_gate(ctx: Ctx, mode: str) -> int:
         phases_dir=ctx.phases_dir,
         proofs_dir=ctx.proofs_dir,
         phase_id=_phase_number(args.phase),
-        mode=mode,
+        mode="gate" if mode == "gate" else "run",
         force=bool(getattr(args, "force", False)),
         dry_run=bool(args.dry_run),
     )
-    code, state = execute(opts, ctx.out)
-    ctx.emit(
-        {
-            "phase": opts.phase_id,
-            "mode": mode,
-            "exit_code": code,
-            "verdict": state.verdict or None,
-            "reasons": state.reasons,
-            "forced": bool(state.forced_reasons),
-            "forced_reasons": state.forced_reasons,
-            "steps": state.steps,
-            "checks": [c.model_dump(mode="json") for c in state.checks],
-            "artifacts": state.artifacts,
-            "bundle": str(state.bundle) if state.bundle else None,
-        }
-    )
+    code, published = execute(opts, ctx.out)
+    head = {"phase": opts.phase_id, "mode": mode, "exit_code": code}
+    if published is None:  # refused or a dry run: nothing was judged
+        ctx.emit(head | {"verdict": None, "reasons": [], "forced": False, "forced_reasons": [], "steps": [],
+                         "checks": [], "artifacts": {}, "bundle": None})  # fmt: skip
+    else:
+        shown = {"verdict", "reasons", "forced", "forced_reasons", "steps", "checks", "artifacts"}
+        ctx.emit(head | published.manifest.model_dump(mode="json", include=shown) | {"bundle": str(published.bundle)})
     return code
 
 
 def cmd_verify(ctx: Ctx) -> int:
     from montage.ops.bundle import ProofsLayout
     from montage.ops.loader import load_roadmap
-    from montage.ops.status import verify_bundle
+    from montage.ops.status import phase_of_path, verify_bundle
 
     layout = ProofsLayout(ctx.proofs_dir)
     targets: list[tuple[str, Path]] = []
@@ -188,13 +180,14 @@ def cmd_verify(ctx: Ctx) -> int:
     results = []
     code = ExitCode.OK
     for label, path in targets:
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             results.append({"target": label, "bundle": str(path), "state": "NOT RUN", "problems": []})
             ctx.out(f"{label}: NOT RUN (no bundle at {path})")
             if len(targets) == 1:
                 code = ExitCode.INCONCLUSIVE
             continue
-        problems = verify_bundle(path)
+        # a bundle must be of the phase its place names; latest/ holds only phase.run bundles
+        problems = verify_bundle(path, phase_id=phase_of_path(path), mode="run" if path.name == "latest" else None)
         state = "TAMPERED" if problems else "VERIFIED"
         results.append({"target": label, "bundle": str(path), "state": state, "problems": problems})
         if problems:

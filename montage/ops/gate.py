@@ -1,7 +1,9 @@
 """Judge a gate: run each check kind into the bundle's evidence directory, then decide.
 
 Gate verdicts: FAIL if any critical check is FAIL or ERROR (or a step failed); PASS only if every
-check is PASS and every ``bundle`` artifact exists; otherwise PARTIAL, with the reasons.
+check is PASS and every ``bundle`` artifact was produced by a measured check (it is one of the
+evidence files that check names, so re-judging the check validates it: a file merely present in
+the bundle does not count); otherwise PARTIAL, with the reasons.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 from montage.errors import MontageError
 from montage.ops.checks import load_kind
-from montage.ops.checks.base import CheckContext, CheckResult, Judgement, Verdict
+from montage.ops.checks.base import CheckContext, Judgement, Verdict
+from montage.ops.manifest import CheckResult, GateVerdict
 from montage.ops.model import GateCheck, Phase
 
 EVIDENCE_ROOT = "evidence"
@@ -61,19 +64,13 @@ def run_checks(phase: Phase, repo_root: Path, bundle_dir: Path) -> list[CheckRes
     return [run_check(check, phase.id, repo_root, bundle_dir, shared) for check in phase.gate]
 
 
-def find_artifacts(bundle_dir: Path, names: list[str]) -> dict[str, str | None]:
-    """Where each required artifact is in the bundle (first match by file name), or None."""
-    files = sorted(p for p in bundle_dir.rglob("*") if p.is_file())
-    out: dict[str, str | None] = {}
-    for name in names:
-        match = next((p for p in files if p.name == name), None)
-        out[name] = match.relative_to(bundle_dir).as_posix() if match else None
-    return out
+def find_artifacts(checks: list[CheckResult], names: list[str]) -> dict[str, str | None]:
+    """Where each required artifact is: the first evidence file of a measured check with that name."""
+    produced = [path for c in checks if c.measured for path in sorted(c.produced())]
+    return {name: next((p for p in produced if p.rsplit("/", 1)[-1] == name), None) for name in names}
 
 
-def judge(
-    checks: list[CheckResult], artifacts: dict[str, str | None], step_failure: str | None = None
-) -> tuple[str, list[str]]:
+def judge(checks: list[CheckResult], artifacts: dict[str, str | None], step_failure: str | None = None) -> GateVerdict:
     """The gate verdict (PASS / FAIL / PARTIAL) and the reasons it is not PASS."""
     reasons: list[str] = []
     failed = False
@@ -93,7 +90,5 @@ def judge(
         if where is None:
             reasons.append(f"artifact {name} is missing: no check in this gate produces it yet")
     if failed:
-        return "FAIL", reasons
-    if reasons:
-        return "PARTIAL", reasons
-    return "PASS", []
+        return GateVerdict(verdict=Verdict.FAIL, reasons=reasons)
+    return GateVerdict(verdict=Verdict.PARTIAL if reasons else Verdict.PASS, reasons=reasons)

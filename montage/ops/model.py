@@ -6,7 +6,7 @@ import hashlib
 import shlex
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from montage.core.files import canonical_json
 
@@ -142,3 +142,13 @@ def schema() -> dict[str, Any]:
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     out["title"] = "Montage phase file (phases/NN-slug.yaml)"
     return out
+
+
+def describe_errors(exc: ValidationError, limit: int = 3) -> str:
+    """The first ``limit`` errors of a validation as ``field.path is <input>: message``, joined."""
+    shown = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(document)'} is {e.get('input')!r:.80}: {e['msg']}"
+        for e in exc.errors()[:limit]
+    )
+    more = exc.error_count() - limit
+    return shown + (f" and {more} more" if more > 0 else "")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from montage.ops.manifest import Manifest
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -22,5 +25,5 @@ def render(template: str, **context: Any) -> str:
     return env.get_template(template).render(**context)
 
 
-def summary_markdown(manifest: dict[str, Any]) -> str:
+def summary_markdown(manifest: Manifest) -> str:
     return render("summary.md.j2", m=manifest)

@@ -30,7 +30,6 @@ Example: fps must not drop by more than 10 %::
 
 from __future__ import annotations
 
-import enum
 import math
 import random
 from collections.abc import Sequence
@@ -38,18 +37,25 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any, Literal
 
+from montage.ops.verdict import Verdict as Verdict  # the one verdict type (a decision is PASS / FAIL / INCONCLUSIVE)
+
 Worse = Literal["lower", "higher"]
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
+DEFAULT_MIN_SAMPLES = 3
 
 
-class Verdict(enum.StrEnum):
-    """Outcome of a statistical decision."""
+@dataclass(frozen=True)
+class DecisionConfig:
+    """How every statistical kind decides: interval confidence, bootstrap resamples, seed and the
+    fewest samples per side below which the answer is INCONCLUSIVE.  The kinds' ``Params`` carry
+    these four fields once (:class:`montage.ops.checks.base.DecisionParams`) and pass this along."""
 
-    PASS = "PASS"
-    FAIL = "FAIL"
-    INCONCLUSIVE = "INCONCLUSIVE"
+    confidence: float = DEFAULT_CONFIDENCE
+    resamples: int = DEFAULT_RESAMPLES
+    seed: int = 0
+    min_samples: int = DEFAULT_MIN_SAMPLES
 
 
 @dataclass(frozen=True)
@@ -235,7 +241,7 @@ def judge_ratio(
     confidence: float = DEFAULT_CONFIDENCE,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
-    min_samples: int = 3,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
     quantile: float = 0.5,
 ) -> Decision:
     """Bootstrap the ratio of medians and decide; too few samples on either side is INCONCLUSIVE."""

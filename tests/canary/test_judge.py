@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from montage.ops.canary import cli
-from montage.ops.canary.judge import Slos, judge
+from montage.ops.canary.judge import judge
 from montage.ops.checks import canary as kind
 from montage.ops.checks.base import Verdict
+from montage.ops.checks.canary import Params
 from montage.ops.stats import Verdict as V
 
 from .conftest import MakeMetrics
 
-SLOS = Slos(resamples=500)
+SLOS = Params(resamples=500)
 
 
 def slo(metrics: dict[str, object], name: str) -> V:

@@ -82,7 +82,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     r.git("init", "-q")
     r.git("config", "user.email", "ops@example.invalid")
     r.git("config", "user.name", "ops tests")
-    r.write(".gitignore", "proofs/*/runs/\nproofs/.locks/\nphases/.index.json\nvar/\n")
+    r.write(".gitignore", "proofs/*/runs/\nproofs/.locks/\nproofs/.cache/\nphases/.index.json\nvar/\n")
     r.write("src/app.py", "def add(a, b):\n    return a + b\n")
     monkeypatch.setenv("MONTAGE_OPS__FLAGS_FILE", str(root / "var" / "flags.json"))
     monkeypatch.delenv("MONTAGE_OPS__PHASES_DIR", raising=False)

@@ -13,10 +13,11 @@ from montage.ops import sessions
 from montage.ops.bundle import ProofsLayout
 from montage.ops.checks import load_kind
 from montage.ops.checks.base import CheckContext, Verdict
+from montage.ops.checks.perf_guard import Params as PerfGuardParams
 from montage.ops.loader import load_roadmap
 from montage.ops.perf import baseline, report
 from montage.ops.perf.cli import main
-from montage.ops.perf.guard import GuardConfig, GuardResult, Thresholds, judge
+from montage.ops.perf.guard import GuardResult, judge
 from montage.ops.rollback import execute
 from montage.ops.stats import Verdict as StatsVerdict
 
@@ -67,12 +68,12 @@ def test_perf_baseline_kind_fails_on_missing_or_edited_files(tmp_path: Path) -> 
 
 def _guard_result(cand: list[float], base_fps: list[float]) -> GuardResult:
     samples = [sample("baseline", f) for f in base_fps] + [sample("candidate", f) for f in cand]
-    thresholds, config = Thresholds(), GuardConfig()
+    params = PerfGuardParams()
     verdict, decisions = judge(samples[len(base_fps) :], samples[: len(base_fps)], paired=True,
-                               thresholds=thresholds, config=config)  # fmt: skip
+                               params=params)  # fmt: skip
     return GuardResult(
         verdict=verdict, mode="ab", reason="interleaved A/B against HEAD: decided", decisions=decisions,
-        thresholds=thresholds, config=config,
+        params=params,
         sides={"candidate": {"tree": "/c", "commit": "c" * 40, "dirty": False, "workload_kind": "montage-run"},
                "baseline": {"tree": "/b", "commit": "b" * 40, "dirty": False, "workload_kind": "montage-run"}},
         samples=samples, baseline_file=_baseline_doc(BASE) | {"path": "perf_baseline.json", "captured_at": "t"},
@@ -95,6 +96,9 @@ def test_perf_guard_kind_rejudges_stored_samples(tmp_path: Path, cand: list[floa
     assert "perf_report.svg" in judgement.evidence
     ET.parse(evidence / "perf_report.svg")  # well-formed SVG
     assert kind.rejudge(kind.Params(max_fps_drop=0.2), evidence).verdict == Verdict.ERROR
+    # the gate's decision parameters count too: a report judged with other resamples is not this gate's
+    other = kind.rejudge(kind.Params(resamples=500), evidence)
+    assert other.verdict == Verdict.ERROR and "was judged with" in other.reason
     doc = json.loads((evidence / "perf_report.json").read_text(encoding="utf-8"))
     for s in doc["samples"]:
         if s["side"] == "candidate":

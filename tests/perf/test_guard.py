@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 
 from montage.errors import ValidationFailure
+from montage.ops.checks.perf_guard import Params
 from montage.ops.perf import baseline, policy, report
 from montage.ops.perf.cli import main
-from montage.ops.perf.guard import GuardConfig, Thresholds, judge, run_guard
+from montage.ops.perf.guard import judge, run_guard
 from montage.ops.perf.measure import RunSample
 from montage.ops.perf.runner import Runner
 from montage.ops.stats import Verdict
 
 from .conftest import git, write_workload
 
-FAST = GuardConfig(resamples=500, min_pairs=4, max_pairs=8, budget_s=60)
+FAST = Params(resamples=500, min_pairs=4, max_pairs=8, budget_s=60)
 
 
 def sample(side: str, fps: float, rss: float = 130.0, warmup: bool = False) -> RunSample:
@@ -54,10 +55,8 @@ SLOWER = [66.1, 65.4, 62.0, 61.7, 65.8, 64.9]  # x264 "fast" instead of "veryfas
 
 def test_judge_recorded_aa_pass_and_regression_fail() -> None:
     base = [sample("baseline", f) for f in BASE]
-    aa, _ = judge([sample("candidate", f) for f in SAME], base, paired=True, thresholds=Thresholds(), config=FAST)
-    bad, decisions = judge(
-        [sample("candidate", f) for f in SLOWER], base, paired=True, thresholds=Thresholds(), config=FAST
-    )
+    aa, _ = judge([sample("candidate", f) for f in SAME], base, paired=True, params=FAST)
+    bad, decisions = judge([sample("candidate", f) for f in SLOWER], base, paired=True, params=FAST)
     assert aa is Verdict.PASS
     assert bad is Verdict.FAIL
     assert decisions["fps"].verdict is Verdict.FAIL and decisions["rss"].verdict is Verdict.PASS
@@ -66,7 +65,7 @@ def test_judge_recorded_aa_pass_and_regression_fail() -> None:
 def test_judge_rss_growth_fails_on_rss_alone() -> None:
     base = [sample("baseline", f, rss=130.0) for f in BASE]
     cand = [sample("candidate", f, rss=160.0) for f in SAME]  # +23 %
-    verdict, decisions = judge(cand, base, paired=True, thresholds=Thresholds(), config=FAST)
+    verdict, decisions = judge(cand, base, paired=True, params=FAST)
     assert verdict is Verdict.FAIL
     assert decisions["rss"].verdict is Verdict.FAIL and decisions["fps"].verdict is Verdict.PASS
 
@@ -74,14 +73,12 @@ def test_judge_rss_growth_fails_on_rss_alone() -> None:
 def test_judge_thresholds_come_from_the_caller() -> None:
     base = [sample("baseline", f) for f in BASE]
     cand = [sample("candidate", f) for f in SLOWER]
-    loose, _ = judge(cand, base, paired=True, thresholds=Thresholds(max_fps_drop=0.30), config=FAST)
+    loose, _ = judge(cand, base, paired=True, params=FAST.model_copy(update={"max_fps_drop": 0.30}))
     assert loose is Verdict.PASS
 
 
 def test_judge_too_few_samples_is_inconclusive() -> None:
-    verdict, _ = judge(
-        [sample("candidate", 80.0)], [sample("baseline", 80.0)], paired=True, thresholds=Thresholds(), config=FAST
-    )
+    verdict, _ = judge([sample("candidate", 80.0)], [sample("baseline", 80.0)], paired=True, params=FAST)
     assert verdict is Verdict.INCONCLUSIVE
 
 
@@ -123,18 +120,21 @@ def test_baseline_validation_names_file_and_field(tmp_path: Path) -> None:
 
 
 def test_thresholds_from_phase_file(tmp_path: Path) -> None:
-    assert policy.thresholds_from_phases(tmp_path)[0] == Thresholds()
-    (tmp_path / "07-perf-guard.yaml").write_text(
-        "id: 7\ngate:\n  - id: perf\n    check: perf_guard\n    with: {max_fps_drop: 0.05, max_rss_growth: 0.2}\n",
-        encoding="utf-8",
-    )
-    thresholds, source = policy.thresholds_from_phases(tmp_path)
-    assert thresholds == Thresholds(max_fps_drop=0.05, max_rss_growth=0.2)
+    assert policy.thresholds_from_phases(tmp_path)[0] == Params()
+    head = "id: 7\nslug: perf-guard\ntitle: Perf\ngoal: guard fps\ndepends_on: []\n"
+    gate = "gate:\n  - id: perf\n    check: perf_guard\n    with: {max_fps_drop: 0.05, max_rss_growth: 0.2}\n"
+    (tmp_path / "07-perf-guard.yaml").write_text(head + gate, encoding="utf-8")
+    params, source = policy.thresholds_from_phases(tmp_path)
+    assert (params.max_fps_drop, params.max_rss_growth) == (0.05, 0.2) and params == Params(**params.model_dump())
     assert "07-perf-guard.yaml" in source
-    with pytest.raises(ValidationFailure, match="max_fps_drop is 10; expected a fraction in"):
+    with pytest.raises(ValidationFailure, match="max_fps_drop is 10: Input should be less than 1"):
         policy.thresholds_from_params({"max_fps_drop": 10}, "x.yaml")
-    with pytest.raises(ValidationFailure, match="unknown parameter"):
+    with pytest.raises(ValidationFailure, match="fps is 0.1: Extra inputs are not permitted"):
         policy.thresholds_from_params({"fps": 0.1}, "x.yaml")
+    # read by the strict loader: an unknown key in phase 7's file is an error naming the file and line
+    (tmp_path / "07-perf-guard.yaml").write_text(head + "colour: red\n" + gate, encoding="utf-8")
+    with pytest.raises(ValidationFailure, match=r"07-perf-guard.yaml:6"):
+        policy.thresholds_from_phases(tmp_path)
 
 
 def test_disabled_flag_skips_measuring_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,7 +171,7 @@ def test_guard_end_to_end_on_a_tiny_workload(tiny_repo: Path, tiny_runner: Runne
     # Forced A/B against HEAD: both sides' code and trees are recorded; the worktree is removed afterwards.
     result = run_guard(
         tiny_repo, baseline_path=base_file, workdir=tiny_runner.workdir, baseline_ref="HEAD",
-        config=FAST, runner=tiny_runner, say=lambda m: None,
+        params=FAST, runner=tiny_runner, say=lambda m: None,
     )  # fmt: skip
     assert result.mode == "ab"
     assert result.verdict is not Verdict.FAIL  # A/A: same code on both sides
@@ -184,7 +184,7 @@ def test_guard_end_to_end_on_a_tiny_workload(tiny_repo: Path, tiny_runner: Runne
     # A real regression in the candidate's tree (a much slower encoder preset at a larger size): FAIL, with why.
     write_workload(tiny_repo, preset="veryslow", width=320, height=180)
     slow = run_guard(
-        tiny_repo, baseline_path=base_file, workdir=tiny_runner.workdir, config=FAST, runner=tiny_runner,
+        tiny_repo, baseline_path=base_file, workdir=tiny_runner.workdir, params=FAST, runner=tiny_runner,
         say=lambda m: None,
     )  # fmt: skip
     assert slow.mode == "ab"

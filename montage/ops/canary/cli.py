@@ -67,11 +67,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from montage.core.files import atomic_write_text
     from montage.ops.canary.judge import judge
-    from montage.ops.checks.canary import Params, slos
+    from montage.ops.checks.canary import Params
 
     try:
         metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
-        result = judge(metrics, slos(Params(seed=args.seed)))
+        result = judge(metrics, Params(seed=args.seed))
         text = result.text(metrics)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(

@@ -1,6 +1,7 @@
 """Judge a canary from its stored raw samples (``canary_metrics.json``) against the SLO matrix.
 
-SLOs (ROADMAP.md "Phase 2 in detail"; defaults in :class:`Slos`), all about the *candidate*:
+SLOs (ROADMAP.md "Phase 2 in detail"; the canary kind's :class:`~montage.ops.checks.canary.Params`
+are the SLO matrix and the decision config), all about the *candidate*:
 
 ``p99_latency``
     seeded paired bootstrap interval of p99(candidate) / p99(baseline) over the request pairs both
@@ -29,21 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from montage.ops import stats
-from montage.ops.stats import Verdict
+from montage.ops.checks.canary import Params
+from montage.ops.verdict import Verdict
 
 SYNTHETIC_NOTE = "synthetic load generated locally on loopback by the canary, not production traffic"
-
-
-@dataclass(frozen=True)
-class Slos:
-    p99_ratio_max: float = 1.20
-    error_rate_max: float = 0.01
-    cpu_percent_max: float = 80.0
-    mem_percent_max: float = 85.0
-    min_samples: int = 200
-    confidence: float = 0.95
-    resamples: int = 2000
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,7 +50,7 @@ class SloResult:
 
 @dataclass(frozen=True)
 class CanaryVerdict:
-    verdict: str  # PASS / PARTIAL / FAIL / INCONCLUSIVE (no SLO decided)
+    verdict: Verdict  # PASS / PARTIAL / FAIL / INCONCLUSIVE (no SLO decided)
     slos: list[SloResult]
 
     def text(self, metrics: dict[str, Any]) -> str:
@@ -71,7 +61,7 @@ class CanaryVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "verdict": self.verdict,
+            "verdict": self.verdict.value,
             "slos": {
                 r.name: {"verdict": r.verdict.value, "value": r.value, "bound": r.bound, "detail": r.detail}
                 for r in self.slos
@@ -83,7 +73,7 @@ def _answered(side: dict[str, Any]) -> int:
     return sum(1 for s in side["samples"]["status"] if s)
 
 
-def judge(metrics: dict[str, Any], slos: Slos) -> CanaryVerdict:
+def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
     """The verdict of a ``canary_metrics.json`` document (raises KeyError/TypeError on a bad one)."""
     base, cand = metrics["sides"]["baseline"], metrics["sides"]["candidate"]
     results = [_latency(base, cand, slos), _errors(cand, slos), _imports(cand, slos)]
@@ -95,11 +85,11 @@ def judge(metrics: dict[str, Any], slos: Slos) -> CanaryVerdict:
     overall = stats.combine(verdicts)
     if overall is Verdict.INCONCLUSIVE:
         decided = any(v is not Verdict.INCONCLUSIVE for v in verdicts)
-        return CanaryVerdict("PARTIAL" if decided else "INCONCLUSIVE", results)
-    return CanaryVerdict(overall.value, results)
+        return CanaryVerdict(Verdict.PARTIAL if decided else Verdict.INCONCLUSIVE, results)
+    return CanaryVerdict(overall, results)
 
 
-def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Slos) -> SloResult:
+def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
     b, c = base["samples"], cand["samples"]
     pairs = [
         (cl, bl)
@@ -128,10 +118,10 @@ def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Slos) -> SloResul
         p99c = stats._quantile(sorted(cl), 0.99) * 1000
         p99b = stats._quantile(sorted(bl), 0.99) * 1000
         detail = f"{d.reason}; p99 candidate {p99c:.2f} ms, baseline {p99b:.2f} ms, {len(pairs)} pairs"
-    return SloResult("p99_latency_ratio", Verdict(d.verdict.value), value, f"<= {slos.p99_ratio_max:g}", detail)
+    return SloResult("p99_latency_ratio", d.verdict, value, f"<= {slos.p99_ratio_max:g}", detail)
 
 
-def _errors(cand: dict[str, Any], slos: Slos) -> SloResult:
+def _errors(cand: dict[str, Any], slos: Params) -> SloResult:
     statuses = cand["samples"]["status"]
     bad = sum(1 for s in statuses if s == 0 or s >= 500)
     bound = f"< {slos.error_rate_max:g} (upper {slos.confidence:.0%} Wilson bound)"
@@ -148,14 +138,14 @@ def _errors(cand: dict[str, Any], slos: Slos) -> SloResult:
     value = {"rate": round(iv.point, 6), "low": round(iv.low, 6), "high": round(iv.high, 6)}
     return SloResult(
         "error_rate_5xx",
-        Verdict(d.verdict.value),
+        d.verdict,
         value,
         bound,
         f"{bad} of {len(statuses)} requests 5xx or unanswered; {d.reason}",
     )
 
 
-def _imports(cand: dict[str, Any], slos: Slos) -> SloResult:
+def _imports(cand: dict[str, Any], slos: Params) -> SloResult:
     answered = _answered(cand)
     scrape = cand.get("scrape_after") or {}
     count = scrape.get("import_errors_total")
@@ -182,7 +172,7 @@ def _imports(cand: dict[str, Any], slos: Slos) -> SloResult:
     )
 
 
-def _gauge(cand: dict[str, Any], name: str, key: str, limit: float, slos: Slos) -> SloResult:
+def _gauge(cand: dict[str, Any], name: str, key: str, limit: float, slos: Params) -> SloResult:
     res = cand.get("resources") or {}
     value = res.get(key)
     bound = f"<= {limit:g} %"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,21 +11,28 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from montage.core.files import canonical_json
-
-
-class Verdict(enum.StrEnum):
-    """The verdict of one check.  Never PASS by default: missing data is INCONCLUSIVE."""
-
-    PASS = "PASS"
-    FAIL = "FAIL"
-    INCONCLUSIVE = "INCONCLUSIVE"
-    ERROR = "ERROR"
+from montage.ops import stats
+from montage.ops.verdict import Verdict as Verdict  # re-exported: kinds import it from here
 
 
 class KindParams(BaseModel):
     """Base of every kind's ``with:`` model: strict, immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DecisionParams(KindParams):
+    """The shared decision parameters of the statistical kinds (canary, perf_guard), declared once."""
+
+    confidence: float = Field(stats.DEFAULT_CONFIDENCE, gt=0, lt=1, description="confidence of every interval")
+    resamples: int = Field(stats.DEFAULT_RESAMPLES, ge=100, le=100_000, description="bootstrap resamples")
+    seed: int = Field(0, description="bootstrap seed: the same evidence and seed give the same verdict")
+    min_samples: int = Field(stats.DEFAULT_MIN_SAMPLES, ge=3, description="fewer samples per side: INCONCLUSIVE")
+
+    def decision(self) -> stats.DecisionConfig:
+        return stats.DecisionConfig(
+            confidence=self.confidence, resamples=self.resamples, seed=self.seed, min_samples=self.min_samples
+        )
 
 
 class Judgement(BaseModel):
@@ -39,51 +45,6 @@ class Judgement(BaseModel):
     expected: str
     reason: str
     evidence: list[str] = Field(default_factory=list)
-
-
-class CheckResult(BaseModel):
-    """One gate entry's judgement as stored in a bundle manifest."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str
-    kind: str
-    critical: bool
-    verdict: Verdict
-    value: Any = None
-    expected: str
-    reason: str
-    evidence_dir: str  # relative to the bundle root
-    evidence: list[str] = Field(default_factory=list)
-    duration_s: float = 0.0
-    measured: bool = True  # False: the kind raised (tool missing, crash); there is nothing to re-judge
-
-    @classmethod
-    def from_judgement(
-        cls,
-        check_id: str,
-        kind: str,
-        critical: bool,
-        judgement: Judgement,
-        evidence_dir: str,
-        duration_s: float,
-        measured: bool = True,
-    ) -> CheckResult:
-        return cls(
-            id=check_id,
-            kind=kind,
-            critical=critical,
-            evidence_dir=evidence_dir,
-            duration_s=round(duration_s, 3),
-            measured=measured,
-            **judgement.model_dump(),
-        )
-
-    def judgement(self) -> Judgement:
-        """The judgement part (what ``rejudge`` must reproduce)."""
-        return Judgement(
-            verdict=self.verdict, value=self.value, expected=self.expected, reason=self.reason, evidence=self.evidence
-        )
 
 
 @dataclass

@@ -14,15 +14,15 @@ INCONCLUSIVE (never PASS).  The load is synthetic, generated on loopback, not pr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from montage.ops.checks.base import (
     CheckContext,
+    DecisionParams,
     EvidenceError,
     Judgement,
-    KindParams,
     Verdict,
     error_judgement,
     present,
@@ -33,7 +33,9 @@ METRICS = "canary_metrics.json"
 OUT = "evaluate_canary.out"
 
 
-class Params(KindParams):
+class Params(DecisionParams):
+    """The canary's parameters: what to serve and send, and the SLO matrix it is judged against."""
+
     source: Literal["local"] = "local"
     baseline_ref: str = Field("HEAD", min_length=1, description="git ref served as the baseline")
     requests: int = Field(2000, ge=1, le=100_000, description="requests sent to each side")
@@ -44,24 +46,6 @@ class Params(KindParams):
     cpu_percent_max: float = Field(80.0, gt=0, le=100)
     mem_percent_max: float = Field(85.0, gt=0, le=100)
     min_samples: int = Field(200, ge=3, description="fewer answered requests: INCONCLUSIVE")
-    confidence: float = Field(0.95, gt=0, lt=1)
-    resamples: int = Field(2000, ge=100, le=100_000)
-    seed: int = 0
-
-
-def slos(params: Params) -> Any:
-    from montage.ops.canary.judge import Slos
-
-    return Slos(
-        p99_ratio_max=params.p99_ratio_max,
-        error_rate_max=params.error_rate_max,
-        cpu_percent_max=params.cpu_percent_max,
-        mem_percent_max=params.mem_percent_max,
-        min_samples=params.min_samples,
-        confidence=params.confidence,
-        resamples=params.resamples,
-        seed=params.seed,
-    )
 
 
 def run(params: Params, ctx: CheckContext) -> Judgement:
@@ -77,7 +61,7 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
         startup_timeout_s=params.startup_timeout_s,
     )
     ctx.write_json(METRICS, metrics)
-    atomic_write_text(ctx.evidence_dir / OUT, judge(metrics, slos(params)).text(metrics))
+    atomic_write_text(ctx.evidence_dir / OUT, judge(metrics, params).text(metrics))
     return rejudge(params, ctx.evidence_dir)
 
 
@@ -92,12 +76,13 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     files = present(evidence_dir, [METRICS, OUT])
     try:
         metrics = read_json(evidence_dir / METRICS)
-        result = judge(metrics, slos(params))
+        result = judge(metrics, params)
     except EvidenceError as exc:
         return error_judgement(expected, str(exc), files)
     except (KeyError, TypeError, ValueError) as exc:
         return error_judgement(expected, f"{METRICS} is malformed ({type(exc).__name__}: {exc})", files)
-    verdict = {"PASS": Verdict.PASS, "FAIL": Verdict.FAIL}.get(result.verdict, Verdict.INCONCLUSIVE)
-    not_passed = [f"{r.name} {r.verdict.value}" for r in result.slos if r.verdict.value != "PASS"]
+    # the canary's PARTIAL (some SLOs undecided) is INCONCLUSIVE for the gate: never PASS
+    verdict = result.verdict if result.verdict in (Verdict.PASS, Verdict.FAIL) else Verdict.INCONCLUSIVE
+    not_passed = [f"{r.name} {r.verdict.value}" for r in result.slos if r.verdict is not Verdict.PASS]
     reason = f"canary {result.verdict}" + (f": {', '.join(not_passed)}" if not_passed else ": every SLO met")
     return Judgement(verdict=verdict, value=result.to_dict(), expected=expected, reason=reason, evidence=files)

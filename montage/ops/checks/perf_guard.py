@@ -18,12 +18,13 @@ from typing import Any
 
 from pydantic import Field
 
+from montage.core.files import canonical_json
 from montage.core.proc import run_logged
 from montage.ops.checks.base import (
     CheckContext,
+    DecisionParams,
     EvidenceError,
     Judgement,
-    KindParams,
     Verdict,
     error_judgement,
     present,
@@ -35,16 +36,26 @@ HISTORY = "history.jsonl"
 FILES = ["guard.json", "guard.log", REPORT, "perf_report.md", "perf_report.svg", HISTORY]
 EXIT_OF = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}
 HISTORY_FILE = "var/perf/history.jsonl"
+# the parameters a report must have been judged with for this gate entry to accept it
+JUDGING = ("max_fps_drop", "max_rss_growth", "confidence", "resamples", "seed", "min_samples", "min_pairs")
 
 
-class Params(KindParams):
+class Params(DecisionParams):
+    """The perf guard's parameters, declared once: the gate entry's ``with``, the guard's thresholds
+    and measuring plan (:mod:`montage.ops.perf.guard`) and what a perf report records to re-judge."""
+
     max_fps_drop: float = Field(0.10, gt=0, lt=1, description="FAIL when CPU-time fps is surely lower by more")
     max_rss_growth: float = Field(0.15, gt=0, lt=1, description="FAIL when ffmpeg peak RSS is surely higher by more")
     baseline: str | None = Field(None, description="git ref: force an A/B run against it")
     baseline_file: str = Field("perf_baseline.json", min_length=1)
     budget_s: float = Field(90.0, gt=0, le=3600, description="time after which an undecided guard stops")
-    seed: int = 0
     timeout_s: float = Field(600.0, gt=0, le=7200)
+    stored_runs: int = Field(4, ge=1, le=100, description="runs of the working tree against the stored baseline")
+    # With 3 pairs the bootstrap interval of the median ratio spans about the smallest to the largest
+    # pair ratio, so FAIL needs every pair beyond the threshold: conservative, and it keeps a
+    # stored -> A/B run inside the 90 s budget on a busy 2-core machine.
+    min_pairs: int = Field(3, ge=3, le=100, description="fewer interleaved A/B pairs: INCONCLUSIVE")
+    max_pairs: int = Field(14, ge=3, le=200, description="stop adding A/B pairs after this many")
 
 
 def _flags_file(repo_root: Path) -> Path:
@@ -67,6 +78,7 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
         "--max-fps-drop", repr(params.max_fps_drop), "--max-rss-growth", repr(params.max_rss_growth),
         "--budget", repr(params.budget_s), "--seed", str(params.seed),
     ]  # fmt: skip
+    argv += ["--params", canonical_json(params.model_dump(include=set(JUDGING)))]  # the rest of Params, once
     if params.baseline:
         argv += ["--baseline", params.baseline]
     done = run_logged(argv, ctx.evidence_dir / "guard.log", ctx.repo_root, params.timeout_s, ctx.env)
@@ -84,7 +96,7 @@ def _interval(decision: Any) -> Any:
 
 
 def rejudge(params: Params, evidence_dir: Path) -> Judgement:
-    from montage.ops.perf.guard import GuardConfig, Thresholds
+    from montage.ops.perf.guard import params_of_report
     from montage.ops.perf.guard import rejudge as judge_samples
     from montage.ops.perf.measure import RunSample
 
@@ -114,17 +126,14 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         return error_judgement(expected, f"the guard wrote no report ({why}): {tail}", evidence)
     try:
         doc = json.loads((evidence_dir / REPORT).read_text(encoding="utf-8"))
-        thresholds = Thresholds(**doc["thresholds"])
+        judged_with = params_of_report(doc)
         verdict, decisions = judge_samples(
-            doc["mode"],
-            [RunSample.from_dict(s) for s in doc["samples"]],
-            doc["baseline"]["samples"],
-            thresholds,
-            GuardConfig(**doc["config"]),
+            doc["mode"], [RunSample.from_dict(s) for s in doc["samples"]], doc["baseline"]["samples"], judged_with
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         return error_judgement(expected, f"{REPORT} is unreadable: {type(exc).__name__}: {exc}", evidence)
-    wanted = Thresholds(max_fps_drop=params.max_fps_drop, max_rss_growth=params.max_rss_growth)
+    thresholds = {k: getattr(judged_with, k) for k in JUDGING}
+    wanted = {k: getattr(params, k) for k in JUDGING}
     if thresholds != wanted:
         return error_judgement(expected, f"{REPORT} was judged with {thresholds}, the gate says {wanted}", evidence)
     if verdict.value != doc["verdict"] or EXIT_OF[verdict.value] != record.get("exit_code"):

@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     guard.add_argument("--max-fps-drop", type=float, help="override the phase file (fraction, e.g. 0.10)")
     guard.add_argument("--max-rss-growth", type=float, help="override the phase file (fraction, e.g. 0.15)")
+    guard.add_argument(
+        "--params",
+        default=None,
+        help="JSON object of perf_guard parameters (a gate entry's with:); overrides the phase",
+    )
     guard.add_argument("--budget", type=float, default=90.0, help="seconds before an undecided run stops")
     guard.add_argument("--seed", type=int, default=0)
     guard.add_argument("--update-baseline", action="store_true", help="capture a new baseline instead (explicit)")
@@ -82,7 +87,7 @@ def cmd_baseline(repo: Path, workdir: Path, output: Path, runs: int) -> int:
 def cmd_guard(args: argparse.Namespace) -> int:
     from montage.core.flags import flags_path
     from montage.ops.perf import policy
-    from montage.ops.perf.guard import GuardConfig, run_guard
+    from montage.ops.perf.guard import run_guard
     from montage.ops.perf.report import write_report
 
     args.flags_file = flags_path(args.flags_file)
@@ -92,26 +97,33 @@ def cmd_guard(args: argparse.Namespace) -> int:
             f"Re-enable with `montage flags set {policy.FLAG} true`."
         )
         return 0
-    thresholds, source = policy.thresholds_from_phases(args.phases_dir)
+    params, source = policy.thresholds_from_phases(args.phases_dir)
+    given: dict[str, object] = {}
+    if args.params:
+        try:
+            given = json.loads(args.params)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f'--params is not valid JSON ({exc}); expected an object such as {{"seed": 1}}.') from None
+        if not isinstance(given, dict):
+            raise UsageError(f"--params is {args.params!r}; expected a JSON object of perf_guard parameters.")
+        source = "the gate entry (--params)"
     overrides = {
         k: v for k, v in (("max_fps_drop", args.max_fps_drop), ("max_rss_growth", args.max_rss_growth)) if v is not None
     }
     if overrides:
-        thresholds = policy.thresholds_from_params(
-            {"max_fps_drop": thresholds.max_fps_drop, "max_rss_growth": thresholds.max_rss_growth} | overrides,
-            "command line",
-        )
         source = "command line"
-    print(
-        f"perf guard: thresholds -{thresholds.max_fps_drop:.0%} fps, +{thresholds.max_rss_growth:.0%} RSS from {source}"
+    # the command line's budget and seed always apply (the perf_guard check passes its own)
+    params = policy.thresholds_from_params(
+        params.model_dump(exclude_unset=True) | given | overrides | {"budget_s": args.budget, "seed": args.seed},
+        source,
     )
+    print(f"perf guard: thresholds -{params.max_fps_drop:.0%} fps, +{params.max_rss_growth:.0%} RSS from {source}")
     result = run_guard(
         args.repo,
         baseline_path=args.baseline_file,
         workdir=args.workdir,
         baseline_ref=args.baseline_ref,
-        thresholds=thresholds,
-        config=GuardConfig(budget_s=args.budget, seed=args.seed),
+        params=params,
         say=lambda m: print(m, flush=True),
     )
     doc = write_report(result, args.report_dir, args.history)
@@ -125,20 +137,14 @@ def cmd_guard(args: argparse.Namespace) -> int:
 
 
 def cmd_rejudge(report: Path) -> int:
-    from montage.ops.perf.guard import GuardConfig, Thresholds, rejudge
+    from montage.ops.perf.guard import params_of_report, rejudge
     from montage.ops.perf.measure import RunSample
 
     try:
         doc = json.loads(report.read_text(encoding="utf-8"))
         samples = [RunSample.from_dict(d) for d in doc["samples"]]
-        verdict, decisions = rejudge(
-            doc["mode"],
-            samples,
-            doc["baseline"]["samples"],
-            Thresholds(**doc["thresholds"]),
-            GuardConfig(**doc["config"]),
-        )
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        verdict, decisions = rejudge(doc["mode"], samples, doc["baseline"]["samples"], params_of_report(doc))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{report}: not a readable perf report ({type(exc).__name__}: {exc}).") from None
     same = verdict.value == doc["verdict"]
     print(f"{report}: stored {doc['verdict']}, re-judged {verdict.value}{'' if same else ' (MISMATCH)'}")

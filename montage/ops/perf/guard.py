@@ -21,35 +21,29 @@ from typing import Any
 
 from montage.core import git as core_git
 from montage.ops import stats
+from montage.ops.checks.perf_guard import Params
 from montage.ops.perf import baseline as baseline_mod
 from montage.ops.perf.fingerprint import differences
 from montage.ops.perf.measure import RunSample
 from montage.ops.perf.runner import Runner, Side, make_side
-from montage.ops.stats import Decision, Verdict
+from montage.ops.stats import Decision
+from montage.ops.verdict import Verdict
+
+# The parts of the kind's Params a perf report records (``thresholds`` and ``config``): enough to
+# re-judge its samples.  Params (montage/ops/checks/perf_guard.py) is the one declaration.
+THRESHOLD_KEYS = ("max_fps_drop", "max_rss_growth")
+CONFIG_KEYS = ("stored_runs", "min_pairs", "max_pairs", "budget_s", "seed", "confidence", "resamples")
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Relative limits: FAIL beyond them (defaults: the roadmap's -10 % fps, +15 % RSS)."""
-
-    max_fps_drop: float = 0.10
-    max_rss_growth: float = 0.15
+def report_params(params: Params) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(thresholds, config)`` as a perf report stores them."""
+    data = params.model_dump()
+    return {k: data[k] for k in THRESHOLD_KEYS}, {k: data[k] for k in CONFIG_KEYS}
 
 
-@dataclass(frozen=True)
-class GuardConfig:
-    """How much to measure and how to decide."""
-
-    stored_runs: int = 4
-    # With 3 pairs the bootstrap interval of the median ratio spans about the smallest to the largest
-    # pair ratio, so FAIL needs every pair beyond the threshold: conservative, and it keeps a
-    # stored -> A/B run inside the 90 s budget on a busy 2-core machine.
-    min_pairs: int = 3
-    max_pairs: int = 14
-    budget_s: float = 90.0
-    seed: int = 0
-    confidence: float = 0.95
-    resamples: int = 2000
+def params_of_report(doc: dict[str, Any]) -> Params:
+    """The parameters a stored report was judged with (raises ValueError on unknown or bad ones)."""
+    return Params.model_validate({**doc["thresholds"], **doc["config"]})
 
 
 @dataclass
@@ -60,8 +54,7 @@ class GuardResult:
     mode: str
     reason: str
     decisions: dict[str, Decision]
-    thresholds: Thresholds
-    config: GuardConfig
+    params: Params
     sides: dict[str, dict[str, Any]]
     samples: list[RunSample]
     baseline_file: dict[str, Any]
@@ -73,22 +66,21 @@ class GuardResult:
 
     def rejudge(self) -> tuple[Verdict, dict[str, Decision]]:
         """The decision recomputed from the stored samples alone."""
-        return rejudge(self.mode, self.samples, self.baseline_file["samples"], self.thresholds, self.config)
+        return rejudge(self.mode, self.samples, self.baseline_file["samples"], self.params)
 
 
 def rejudge(
     mode: str,
     samples: Sequence[RunSample],
     stored_baseline: Sequence[dict[str, Any]],
-    thresholds: Thresholds,
-    config: GuardConfig,
+    params: Params,
 ) -> tuple[Verdict, dict[str, Decision]]:
     """Judge the samples of a finished guard run again (mode ``stored`` or ``ab``)."""
     candidate = measured(samples, "candidate")
     if mode == "stored":
         base = [RunSample.from_dict(d) for d in stored_baseline]
-        return judge(candidate, base, paired=False, thresholds=thresholds, config=config)
-    return judge(candidate, measured(samples, "baseline"), paired=True, thresholds=thresholds, config=config)
+        return judge(candidate, base, paired=False, params=params)
+    return judge(candidate, measured(samples, "baseline"), paired=True, params=params)
 
 
 def judge(
@@ -96,29 +88,29 @@ def judge(
     baseline: Sequence[RunSample],
     *,
     paired: bool,
-    thresholds: Thresholds,
-    config: GuardConfig,
+    params: Params,
 ) -> tuple[Verdict, dict[str, Decision]]:
     """Decide from raw samples (pure and seeded: re-judging stored samples gives the same verdict)."""
+    decision = params.decision()
     common: dict[str, Any] = {
         "paired": paired,
-        "min_samples": config.min_pairs if paired else 3,
-        "confidence": config.confidence,
-        "resamples": config.resamples,
-        "seed": config.seed,
+        "min_samples": params.min_pairs if paired else decision.min_samples,
+        "confidence": decision.confidence,
+        "resamples": decision.resamples,
+        "seed": decision.seed,
     }
     decisions = {
         "fps": stats.judge_ratio(
             [s.cpu_fps for s in candidate],
             [s.cpu_fps for s in baseline],
-            threshold=1.0 - thresholds.max_fps_drop,
+            threshold=1.0 - params.max_fps_drop,
             worse="lower",
             **common,
         ),
         "rss": stats.judge_ratio(
             [s.ffmpeg_rss_mb for s in candidate],
             [s.ffmpeg_rss_mb for s in baseline],
-            threshold=1.0 + thresholds.max_rss_growth,
+            threshold=1.0 + params.max_rss_growth,
             worse="higher",
             **common,
         ),
@@ -135,8 +127,7 @@ def _ab(
     candidate: Side,
     base: Side,
     *,
-    thresholds: Thresholds,
-    config: GuardConfig,
+    params: Params,
     deadline: float,
     say: Callable[[str], None],
     candidate_warm: bool = False,
@@ -149,7 +140,7 @@ def _ab(
     pair_times: list[float] = []
     verdict: Verdict = Verdict.INCONCLUSIVE
     decisions: dict[str, Decision] = {}
-    for i in range(config.max_pairs):
+    for i in range(params.max_pairs):
         t0 = time.monotonic()
         order = (base, candidate) if i % 2 == 0 else (candidate, base)
         for side in order:
@@ -161,12 +152,12 @@ def _ab(
             f"baseline {b[-1].cpu_fps:.1f} fps (CPU time)"
         )
         # Fewer than min_pairs pairs is INCONCLUSIVE inside judge(), so a re-judge agrees.
-        verdict, decisions = judge(c, b, paired=True, thresholds=thresholds, config=config)
+        verdict, decisions = judge(c, b, paired=True, params=params)
         if verdict is not Verdict.INCONCLUSIVE:
             return verdict, decisions, samples, f"decided after {i + 1} interleaved pairs"
         if time.monotonic() + max(pair_times) > deadline:
             return verdict, decisions, samples, f"time budget spent after {i + 1} pairs without a decision"
-    return verdict, decisions, samples, f"still undecided after the maximum of {config.max_pairs} pairs"
+    return verdict, decisions, samples, f"still undecided after the maximum of {params.max_pairs} pairs"
 
 
 def run_guard(
@@ -175,16 +166,14 @@ def run_guard(
     baseline_path: Path,
     workdir: Path,
     baseline_ref: str | None = None,
-    thresholds: Thresholds | None = None,
-    config: GuardConfig | None = None,
+    params: Params | None = None,
     say: Callable[[str], None] = print,
     runner: Runner | None = None,
 ) -> GuardResult:
     """Measure ``repo``'s working tree against the baseline (see the module docstring)."""
-    thresholds = thresholds or Thresholds()
-    config = config or GuardConfig()
+    params = params or Params()
     started = time.monotonic()
-    deadline = started + config.budget_s
+    deadline = started + params.budget_s
     data, base_samples = baseline_mod.load(baseline_path)
     runner = runner or Runner.prepare(workdir)
     candidate = make_side("candidate", repo)
@@ -202,8 +191,7 @@ def run_guard(
             mode=mode,
             reason=reason,
             decisions=decisions,
-            thresholds=thresholds,
-            config=config,
+            params=params,
             sides={s.name: s.describe() for s in sides},
             samples=samples,
             baseline_file={k: data[k] for k in ("fps", "rss_mb", "wall_fps", "commit", "captured_at", "fingerprint")}
@@ -218,11 +206,9 @@ def run_guard(
     if baseline_ref is None and not diff:
         say(f"perf guard: fingerprint matches {baseline_path}; measuring the working tree")
         samples.append(runner.run(candidate, warmup=True))
-        for _ in range(config.stored_runs):
+        for _ in range(params.stored_runs):
             samples.append(runner.run(candidate))
-        verdict, decisions = judge(
-            measured(samples, "candidate"), base_samples, paired=False, thresholds=thresholds, config=config
-        )
+        verdict, decisions = judge(measured(samples, "candidate"), base_samples, paired=False, params=params)
         steps.append(f"stored baseline: {verdict.value} ({decisions['fps'].reason}; rss {decisions['rss'].reason})")
         if verdict is Verdict.PASS:
             return result(verdict, "stored", "against the stored baseline (same fingerprint)", decisions, [candidate])
@@ -245,8 +231,7 @@ def run_guard(
             runner,
             candidate,
             base,
-            thresholds=thresholds,
-            config=config,
+            params=params,
             deadline=deadline,
             say=say,
             candidate_warm=bool(prior),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import html
 import json
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from montage.core.files import atomic_write_text
-from montage.ops.perf.guard import GuardResult
+from montage.ops.perf.guard import GuardResult, report_params
 from montage.ops.perf.measure import RunSample
 
 REPORT_JSON = "perf_report.json"
@@ -31,8 +30,8 @@ def to_document(result: GuardResult) -> dict[str, Any]:
         "reason": result.reason,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(result.elapsed_s, 3),
-        "thresholds": dataclasses.asdict(result.thresholds),
-        "config": dataclasses.asdict(result.config),
+        "thresholds": report_params(result.params)[0],
+        "config": report_params(result.params)[1],
         "decisions": {name: d.to_dict() for name, d in result.decisions.items()},
         "steps": result.steps,
         "sides": result.sides,
@@ -202,7 +201,7 @@ def write_report(result: GuardResult, report_dir: Path, history_file: Path) -> d
     doc = to_document(result)
     history = append_history(history_file, history_entry(doc))
     report_dir.mkdir(parents=True, exist_ok=True)
-    threshold = 1.0 - result.thresholds.max_fps_drop
+    threshold = 1.0 - result.params.max_fps_drop
     plot = svg_plot(result.samples, float(result.baseline_file["fps"]), history, threshold)
     atomic_write_text(report_dir / REPORT_SVG, plot)
     atomic_write_text(report_dir / REPORT_MD, markdown(doc))
