@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
@@ -65,6 +66,18 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
     install_error_handlers(app)
     app.include_router(public.router)
     app.include_router(admin.router)
+
+    if not loaded.settings.service.require_key_for_public:
+        from montage.service.openapi import allow_anonymous
+
+        plain_openapi = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                app.openapi_schema = allow_anonymous(plain_openapi())
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:

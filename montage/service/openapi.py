@@ -22,11 +22,27 @@ def current_schema() -> dict[str, Any]:
     return create_app(loaded).openapi()
 
 
+def allow_anonymous(schema: dict[str, Any], prefix: str = "/v1/public/") -> dict[str, Any]:
+    """Mark the key on ``prefix`` routes optional: ``{}`` among the requirements means "or no key".
+
+    FastAPI lists the API-key schemes of every route that reads them, so the public routes looked
+    key-only although they take anonymous calls unless ``service.require_key_for_public`` is set.
+    """
+    for path, item in schema.get("paths", {}).items():
+        if not path.startswith(prefix):
+            continue
+        for op in item.values():
+            security = op.get("security")
+            if isinstance(security, list) and security and {} not in security:
+                op["security"] = [{}, *security]
+    return schema
+
+
 def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def write(path: Path) -> None:
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
 
     atomic_write_text(path, render(current_schema()))
