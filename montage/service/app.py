@@ -27,6 +27,7 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
     from montage.service.context import ServiceContext
     from montage.service.errors import BodyLimitMiddleware, install_error_handlers
     from montage.service.metrics import MetricsMiddleware, ServiceMetrics
+    from montage.service.timeouts import BodyTimeoutMiddleware
 
     db = database if database is not None else Database.from_settings(loaded.settings)
     ctx = ServiceContext(
@@ -86,6 +87,7 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
 
     # The multipart envelope adds a little to the file itself; the handler checks the file's exact size.
     body_limit = loaded.settings.service.upload_max_mb * 1024 * 1024 + 64 * 1024
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=loaded.settings.service.read_timeout_s)
     app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     return app

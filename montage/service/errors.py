@@ -39,8 +39,8 @@ class ApiError(Exception):
 
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
-          503: "unavailable"}  # fmt: skip
+          408: "request_timeout", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+          422: "invalid_request", 503: "unavailable"}  # fmt: skip
 
 
 def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:

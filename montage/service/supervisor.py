@@ -183,6 +183,7 @@ def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
     import uvicorn
 
     from montage.service.app import create_app
+    from montage.service.timeouts import timed_protocol
 
     settings = loaded.settings
     svc = settings.service
@@ -194,6 +195,7 @@ def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
         loop="auto",
         log_config=None,
         timeout_graceful_shutdown=int(svc.drain_grace_s) or None,
+        http=timed_protocol(svc.read_timeout_s),  # h11 plus a bound on a stalled request head
     )
     server = uvicorn.Server(config)
     pid_file = Path(settings.data_dir) / PID_FILE

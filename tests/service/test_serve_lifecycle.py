@@ -174,3 +174,46 @@ def test_log_file_keeps_every_worker_line(tmp_path: Path, sqlite_db_url: str, cl
     missing = emitted - kept
     assert not missing, f"{sum(missing.values())} of {sum(emitted.values())} lines lost: {list(missing)[:5]}"
     assert "a previous run's line" not in kept and log_file.read_text().startswith("Config source=")
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes; a socket timeout (30 s) means it never did."""
+    sock.settimeout(30)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        pytest.fail(f"the server held a stalled connection open for 30 s (read_timeout_s is 1); got {data!r}")
+    return data
+
+
+def test_stalled_request_heads_and_bodies_are_cut_off(tmp_path: Path, sqlite_db_url: str) -> None:
+    env = service_env(tmp_path, sqlite_db_url, workers="0", read_timeout_s="1")
+    port = _port()
+    serve = _serve(tmp_path, env, port)
+    try:
+        wait_for(lambda: _ready(port), 60, "montage serve to be ready")
+        with socket.create_connection(("127.0.0.1", port)) as silent:  # connects, says nothing
+            assert _read_until_closed(silent) == b""
+        with socket.create_connection(("127.0.0.1", port)) as half_head:
+            half_head.sendall(b"POST /v1/public/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+            assert _read_until_closed(half_head) == b""
+        with socket.create_connection(("127.0.0.1", port)) as half_body:
+            half_body.sendall(
+                b"POST /v1/public/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"path": '
+            )
+            answer = _read_until_closed(half_body)
+            assert answer.startswith(b"HTTP/1.1 408 ") and b"request_timeout" in answer, answer
+        # A client that keeps its connection open between requests is uvicorn's keep-alive business, and
+        # ordinary requests are unaffected.
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            assert client.get("/v1/public/health").status_code == 200
+            assert client.post("/v1/public/jobs", json={"path": "x.mp4", "duration": 5}).status_code == 400
+        assert _stop(serve) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
