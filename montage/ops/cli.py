@@ -233,7 +233,7 @@ def cmd_rollback(ctx: Ctx) -> int:
 
 
 def cmd_schema(ctx: Ctx) -> int:
-    from montage.flags import atomic_write_text
+    from montage.core.files import atomic_write_text
     from montage.ops.model import schema
 
     target = ctx.args.output or ctx.phases_dir / "schema.json"
