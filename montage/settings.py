@@ -121,6 +121,9 @@ class ServiceSettings(_Section):
     require_key_for_public: bool = False
     log_file: Path | None = None
     drain_grace_s: float = Field(30.0, ge=0)
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="a request head must arrive within this, and each body chunk within this of the last"
+    )
     executor: Literal["montage-run", "ffmpeg-trim"] = Field(
         "montage-run",
         description="how a worker renders a job: `montage run` in a child process, or a plain ffmpeg trim (demo)",

@@ -113,8 +113,6 @@ def _options(args: argparse.Namespace, settings: Settings) -> Any:
         raise UsageError(f"--loudness {loudness} is out of range; expected LUFS between -70 and -5 (e.g. -16).")
     if not 0 <= args.crossfade <= 2:
         raise UsageError(f"--crossfade {args.crossfade} is out of range; expected 0 to 2 seconds.")
-    if args.output.exists() and args.output.is_dir():
-        raise UsageError(f"-o {str(args.output)!r} is a directory; expected a file name such as montage.mp4.")
     return RunOptions(
         inputs=list(args.inputs),
         output=args.output,

@@ -90,6 +90,19 @@ def set_pdeathsig(sig: int = signal.SIGKILL) -> None:  # pragma: no cover - runs
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets ``sig`` when the process calling Popen dies, including a parent
+    that died between fork and the ``prctl`` (then the child signals itself at once)."""
+    parent = os.getpid()
+
+    def preexec() -> None:  # pragma: no cover - runs in the child between fork and exec
+        set_pdeathsig(sig)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
 def spawn(
     argv: Sequence[str],
     *,

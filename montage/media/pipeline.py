@@ -346,24 +346,40 @@ def sidecar(output: Path, suffix: str) -> Path:
     return output.with_name(output.stem + suffix)
 
 
+def planned_outputs(options: RunOptions) -> tuple[Path, list[Path]]:
+    """The plan's path and every file the run writes (checked by :func:`check_outputs` before any work)."""
+    if options.from_plan is not None:
+        plan_path = options.from_plan
+    elif options.plan_only and options.output.suffix == ".json":
+        plan_path = options.output
+    else:
+        plan_path = sidecar(options.output, ".plan.json")
+    if options.plan_only:
+        return plan_path, [plan_path]
+    timelines = [sidecar(options.output, ".edl"), sidecar(options.output, ".otio")]  # as export_timelines names them
+    plan_written = [] if options.from_plan is not None else [plan_path]
+    return plan_path, [options.output, *plan_written, *timelines]
+
+
 def run(options: RunOptions, tools: FFmpegTools, progress: StageCallback | None = None) -> RunReport:
     """The whole job; see the module docstring."""
     from montage.core.files import atomic_write_text
+    from montage.media.outputs import check_outputs
     from montage.media.plan import load_plan
     from montage.media.timeline import export_timelines
 
     stages = StageReporter(progress)
     notes: list[str] = []
+    plan_path, written = planned_outputs(options)
+    reads = [*options.inputs, *options.transcripts]
     if options.from_plan is not None:
         plan = load_plan(options.from_plan)
+        reads += [options.from_plan, *(Path(src.path) for src in plan.sources)]
+    check_outputs("-o", options.output, written, reads)
+    if options.from_plan is not None:
         infos = sources_for_plan(plan, tools, options.from_plan)
-        plan_path = options.from_plan
     else:
         plan, infos, analyses = plan_montage(options, tools, stages)
-        if options.plan_only and options.output.suffix == ".json":
-            plan_path = options.output
-        else:
-            plan_path = sidecar(options.output, ".plan.json")
         atomic_write_text(plan_path, plan.dump())
         for info, analysis in zip(infos, analyses, strict=True):
             if analysis.declared_duration is not None:

@@ -152,6 +152,9 @@ def write_manifest(bundle: Path, manifest: Manifest) -> Manifest:
 
 def commit(layout: ProofsLayout, phase_id: int, tmp: Path, publish: bool) -> Path:
     """Rename the finished bundle into runs/, optionally copy it to latest/, apply retention."""
+    from montage.ops.lifeline import check_parent
+
+    check_parent("publishing the bundle")  # the launcher was killed: nobody asked for this bundle any more
     final = layout.runs(phase_id) / new_bundle_name()
     os.replace(tmp, final)
     if publish:

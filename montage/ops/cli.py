@@ -323,7 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(args_list)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
+    from montage.ops.lifeline import claim_parent
+
+    claim_parent()
+    # Our own handlers: Python installs none for SIGINT when it starts with SIGINT ignored (a run
+    # launched in the background by a script), and Ctrl-C would then do nothing.
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return run_reporting(
             PROG,
@@ -333,3 +339,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)

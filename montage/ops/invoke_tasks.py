@@ -14,11 +14,13 @@ from invoke.collection import Collection
 from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
+from montage.ops.lifeline import parent_env
 from montage.ops.sessions import INVOKE_TASKS, PY, run_chain, run_named
 
 
 def _ops(args: Sequence[str]) -> None:
-    rc = run_chain([[PY, "-m", "montage.ops", *args]], echo=False)
+    # The child dies with invoke and will not publish a bundle once invoke is gone (montage.ops.lifeline).
+    rc = run_chain([[PY, "-m", "montage.ops", *args]], echo=False, env=parent_env())
     if rc:
         raise Exit(code=rc)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from montage.errors import ValidationFailure
+from montage.errors import ValidationFailure, format_location
 from montage.ops import index as listing_index
 from montage.ops.checks import KINDS, load_kind
 from montage.ops.model import Phase, RollbackStep, Step
@@ -185,13 +185,7 @@ def _check_graph(phases: dict[int, LoadedPhase]) -> None:
         state[node] = 1
         for dep in phases[node].phase.deps:
             if state.get(dep) == 1:
-                cycle = [*trail[trail.index(dep) :], dep] if dep in trail else [node, dep]
-                lp = phases[node]
-                raise _fail_at(
-                    lp.located,
-                    ("depends_on",),
-                    "dependency cycle " + " -> ".join(str(c) for c in cycle) + "; expected an acyclic graph",
-                )
+                raise _cycle_error(phases, [*trail[trail.index(dep) :], dep])
             if state.get(dep) is None:
                 visit(dep, [*trail, dep])
         state[node] = 2
@@ -199,6 +193,31 @@ def _check_graph(phases: dict[int, LoadedPhase]) -> None:
     for pid in sorted(phases):
         if state.get(pid) is None:
             visit(pid, [pid])
+
+
+def _edge_key(lp: LoadedPhase, dep: int) -> PathKey:
+    """Where phase ``lp`` says it depends on ``dep``: its depends_on entry, or its id (the default)."""
+    return ("depends_on", lp.phase.deps.index(dep)) if lp.phase.depends_on is not None else ("id",)
+
+
+def _cycle_error(phases: dict[int, LoadedPhase], cycle: list[int]) -> ValidationFailure:
+    """Name every edge of ``cycle`` with its file and line: the edit that closed it may be in any of them."""
+    edges = []
+    for node, dep in zip(cycle, cycle[1:], strict=False):
+        lp = phases[node]
+        where = lp.located.where(_edge_key(lp, dep))
+        at = format_location(str(lp.path), *(where or (None, None)))
+        how = "" if lp.phase.depends_on is not None else " (by default: the previous phase)"
+        edges.append(f"{at}: phase {node} depends on {dep}{how}")
+    first = phases[cycle[0]]
+    return _fail_at(
+        first.located,
+        _edge_key(first, cycle[1]),
+        "dependency cycle "
+        + " -> ".join(str(c) for c in cycle)
+        + "; expected an acyclic graph. Its edges: "
+        + "; ".join(edges),
+    )
 
 
 def load_roadmap(phases_dir: Path, write_index: bool = True) -> Roadmap:

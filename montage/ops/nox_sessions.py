@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from montage.ops.index import read as read_index
+from montage.ops.lifeline import parent_env
 from montage.ops.sessions import NOX_SESSIONS, PY, repo_root, run_named
 
 
-def _session(name: str, commands: list[list[str]], doc: str) -> Callable[[Any], None]:
+def _session(name: str, commands: list[list[str]], doc: str, ops: bool = False) -> Callable[[Any], None]:
     def body(session: Any) -> None:
-        rc = run_named(name, commands, extra=list(session.posargs))
+        rc = run_named(name, commands, extra=list(session.posargs), env=parent_env() if ops else None)
         if rc:
             session.log(f"exit code {rc} (passed through unchanged)")
             raise SystemExit(rc)
@@ -37,7 +38,7 @@ def register(nox: Any, phases_dir: Path | None = None) -> list[str]:
     for pid, _slug, title in read_index(phases_dir or repo_root() / "phases"):
         name = f"phase-{pid}"
         nox.session(name=name, python=False)(
-            _session(name, [[PY, "-m", "montage.ops", "run", str(pid)]], f"phase.run {pid}: {title}")
+            _session(name, [[PY, "-m", "montage.ops", "run", str(pid)]], f"phase.run {pid}: {title}", ops=True)
         )
         names.append(name)
     return names

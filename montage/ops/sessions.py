@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 PY = "{python}"
@@ -96,13 +96,15 @@ def disabled_by_flag(name: str, root: Path | None = None) -> str | None:
     return f"{name} is disabled: flag {flag}={json.dumps(value)} in {path} (re-enable: montage flags set {flag} true)"
 
 
-def run_named(name: str, commands: Sequence[Sequence[str]], extra: Sequence[str] = ()) -> int:
+def run_named(
+    name: str, commands: Sequence[Sequence[str]], extra: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> int:
     """Run a named session/task's chain unless a flag disabled it."""
     why = disabled_by_flag(name)
     if why is not None:
         print(why, file=sys.stderr, flush=True)
         return 0
-    return run_chain(commands, extra)
+    return run_chain(commands, extra, env=env)
 
 
 def resolve(argv: Sequence[str], python: str | None = None) -> list[str]:
@@ -117,13 +119,21 @@ def run_chain(
     cwd: Path | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     echo: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> int:
-    """Run each command in turn; return the first non-zero exit code (else 0)."""
+    """Run each command in turn; return the first non-zero exit code (else 0).
+
+    Every command dies with this process (PR_SET_PDEATHSIG): killing invoke or nox never leaves
+    a child running on for nobody. ``env`` is added to the inherited environment.
+    """
+    from montage.ops.lifeline import die_with_me
+
     for i, argv in enumerate(commands):
         full = resolve(argv) + (list(extra) if i == len(commands) - 1 else [])
         if echo:
             print("$ " + " ".join(full), file=sys.stderr, flush=True)
-        proc = subprocess.Popen(full, cwd=cwd or repo_root())
+        child_env = {**os.environ, **env} if env else None
+        proc = subprocess.Popen(full, cwd=cwd or repo_root(), env=child_env, preexec_fn=die_with_me())
         try:
             rc = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
@@ -26,6 +27,7 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
     from montage.service.context import ServiceContext
     from montage.service.errors import BodyLimitMiddleware, install_error_handlers
     from montage.service.metrics import MetricsMiddleware, ServiceMetrics
+    from montage.service.timeouts import BodyTimeoutMiddleware
 
     db = database if database is not None else Database.from_settings(loaded.settings)
     ctx = ServiceContext(
@@ -69,6 +71,18 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
     app.include_router(public.router)
     app.include_router(admin.router)
 
+    if not loaded.settings.service.require_key_for_public:
+        from montage.service.openapi import allow_anonymous
+
+        plain_openapi = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            if app.openapi_schema is None:
+                app.openapi_schema = allow_anonymous(plain_openapi())
+            return app.openapi_schema
+
+        app.openapi = openapi  # type: ignore[method-assign]
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
         await refresh_job_metrics(ctx)
@@ -76,6 +90,7 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
 
     # The multipart envelope adds a little to the file itself; the handler checks the file's exact size.
     body_limit = loaded.settings.service.upload_max_mb * 1024 * 1024 + 64 * 1024
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=loaded.settings.service.read_timeout_s)
     app.add_middleware(BodyLimitMiddleware, limit=body_limit)
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     return app

@@ -11,8 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 log = logging.getLogger("montage.service")
+
+
+CLIENT_CLOSED = 499
+"""Status recorded (never sent: nobody is listening) for a request whose client hung up mid-request."""
 
 
 class ErrorDetail(BaseModel):
@@ -34,8 +39,8 @@ class ApiError(Exception):
 
 
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
-          503: "unavailable"}  # fmt: skip
+          408: "request_timeout", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+          422: "invalid_request", 503: "unavailable"}  # fmt: skip
 
 
 def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -71,6 +76,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if any(err.get("type") == "json_invalid" for err in exc.errors()):  # not JSON at all: 400, as documented
+            return error_response(
+                400, "invalid_json", f"the request body is not valid JSON: {_validation_message(exc)}"
+            )
         return error_response(422, "invalid_request", _validation_message(exc))
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -82,6 +91,12 @@ def install_error_handlers(app: FastAPI) -> None:
             {"Retry-After": "5"},
         )
 
+    async def client_gone(request: Request, exc: Exception) -> JSONResponse:
+        # The client hung up before its request was read: not our failure, so no traceback and not a
+        # 5xx for the SLO; 499 (nginx's "client closed request") is what the metrics record.
+        log.info("client closed the connection during %s %s", request.method, request.url.path)
+        return error_response(CLIENT_CLOSED, "client_closed_request", "the client closed the connection")
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the service log")
@@ -91,6 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(SQLAlchemyError, database_error)
     app.add_exception_handler(DatabaseUnavailable, database_error)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, unexpected)
 
 

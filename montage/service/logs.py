@@ -14,12 +14,16 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 def setup_logging(loaded: LoadedSettings, log_file: Path | None, *, truncate: bool = False) -> None:
     """Log to stderr (and ``log_file``); write ``loaded.log_line`` verbatim as the first line.
 
-    ``montage serve`` truncates the file so its first line is this run's; workers append to it.
+    ``montage serve`` truncates the file once so its first line is this run's; then it writes with
+    O_APPEND like its workers: a handle opened "w" keeps its own offset and overwrites what the
+    workers appended meanwhile.
     """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w" if truncate else "a", encoding="utf-8"))
+        if truncate:
+            log_file.open("w").close()
+        handlers.append(logging.FileHandler(log_file, mode="a", encoding="utf-8"))
     bare = logging.Formatter("%(message)s")
     for handler in handlers:
         handler.setFormatter(bare)

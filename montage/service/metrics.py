@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from montage.db.database import DbCounters
+from montage.service.errors import CLIENT_CLOSED
 from montage.service.imports import import_error_counts
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -111,17 +112,29 @@ class MetricsMiddleware:
             return
         status = 500
         started = time.perf_counter()
+        responded = disconnected = False
+
+        async def receive_wrapper() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not responded:
+                disconnected = True
+            return message
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = int(message["status"])
+                status, responded = int(message["status"]), True
             await send(message)
 
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive_wrapper, send_wrapper)
         finally:
+            if disconnected and not responded:
+                # The client hung up before any answer: 499, never the 500 default (a flaky client
+                # must not inflate the 5xx ratio the canary judges).
+                status = CLIENT_CLOSED
             self.metrics.in_flight.dec()
             route = scope.get("route")
             template = getattr(route, "path", None) or "<unmatched>"

@@ -22,6 +22,22 @@ def current_schema() -> dict[str, Any]:
     return create_app(loaded).openapi()
 
 
+def allow_anonymous(schema: dict[str, Any], prefix: str = "/v1/public/") -> dict[str, Any]:
+    """Mark the key on ``prefix`` routes optional: ``{}`` among the requirements means "or no key".
+
+    FastAPI lists the API-key schemes of every route that reads them, so the public routes looked
+    key-only although they take anonymous calls unless ``service.require_key_for_public`` is set.
+    """
+    for path, item in schema.get("paths", {}).items():
+        if not path.startswith(prefix):
+            continue
+        for op in item.values():
+            security = op.get("security")
+            if isinstance(security, list) and security and {} not in security:
+                op["security"] = [{}, *security]
+    return schema
+
+
 def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -62,15 +63,29 @@ async def ready(ctx: Context, response: Response) -> Ready:
 
 
 def _inside_media_root(ctx: Context, raw: str) -> Path:
+    """The file ``raw`` names inside the media root; 400 for anything else.
+
+    Messages name the path as the client sent it, never the media root's absolute location.
+    Unusable names (a component over NAME_MAX, a symlink loop) are the client's mistake: 400,
+    classified here so they never reach the session dependency as a "database" OSError.
+    """
     root = Path(ctx.settings.service.media_root).resolve()
     if "\x00" in raw:
         raise ApiError(400, "bad_path", "path contains a NUL byte")
     candidate = Path(raw)
-    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
-    if not resolved.is_relative_to(root):
-        raise ApiError(400, "path_outside_media_root", f"path {raw!r} is outside the media root {root}")
-    if not resolved.is_file():
-        raise ApiError(400, "no_such_file", f"path {raw!r} is not a file inside the media root {root}")
+    try:
+        resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+        if not resolved.is_relative_to(root):
+            raise ApiError(400, "path_outside_media_root", f"path {raw!r} is outside the media root")
+        is_file = resolved.is_file()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: Path.resolve's "symlink loop" before Python 3.13
+        errno_name = errno.errorcode.get(getattr(exc, "errno", None) or 0, "")
+        reason = {"ENAMETOOLONG": "a name in it is too long", "ELOOP": "it is a symlink loop"}.get(
+            errno_name, "it is a symlink loop" if isinstance(exc, RuntimeError) else "it cannot be read"
+        )
+        raise ApiError(400, "bad_path", f"path {raw!r} cannot be used: {reason}") from None
+    if not is_file:
+        raise ApiError(400, "no_such_file", f"path {raw!r} is not a file inside the media root")
     return resolved
 
 

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 Aspect = Literal["16:9", "9:16"]
 StateName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FlagScalar = str | int | float | bool | None
+# NaN and infinities are not JSON: stored, they would be read back as null (or break other readers).
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+FlagScalar = str | int | FiniteFloat | bool | None
+
+
+def _not_a_bool(value: Any) -> Any:
+    # bool is an int to Python, so pydantic's lax float would take `true` as 1 s.
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds, not a boolean")
+    return value
+
+
+Seconds = Annotated[FiniteFloat, BeforeValidator(_not_a_bool)]
 DURATION = Field(ge=1.0, le=3600.0, description="target montage length in seconds")
 
 
@@ -18,7 +30,7 @@ class JobFromPath(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     path: str = Field(min_length=1, max_length=4096, description="path relative to (or inside) the media root")
-    duration: float = DURATION
+    duration: Seconds = DURATION
     aspect: Aspect = "16:9"
 
 

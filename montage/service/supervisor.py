@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -16,25 +18,102 @@ from montage.errors import ExitCode
 from montage.settings import LoadedSettings
 
 log = logging.getLogger("montage.serve")
+PID_FILE = "serve-workers.json"
+"""In ``data_dir``: this serve's pid and its workers' pids with their start times (see :func:`stop_stale`)."""
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22): pid reuse breaks the match."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _same_process(entry: object) -> int | None:
+    """The pid of a recorded ``{"pid", "start"}`` entry if that very process is still alive."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("pid"), int):
+        return None
+    pid: int = entry["pid"]
+    start = _start_ticks(pid)
+    return pid if start is not None and start == entry.get("start") else None
+
+
+def stop_stale(pid_file: Path, grace_s: float) -> list[int]:
+    """Stop the workers a dead ``montage serve`` left behind (it was SIGKILLed); returns their pids.
+
+    Workers die with their serve (PR_SET_PDEATHSIG), so this is the second line: a worker the
+    signal missed would otherwise run beside the new serve's worker of the same id. Only processes
+    recorded in ``pid_file`` with the same start time and a ``montage worker --id`` command line are
+    touched, and none while the recorded serve is still alive (another serve on this data directory).
+    """
+    from montage.jobs.worker import process_cmdline
+
+    try:
+        record = json.loads(pid_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(record, dict):
+        return []
+    serve = _same_process(record.get("serve"))
+    if serve is not None and serve != os.getpid():
+        log.warning("montage serve pid %d still runs on this data directory; its workers are left alone", serve)
+        return []
+    stale = []
+    workers = record.get("workers")
+    for name, entry in workers.items() if isinstance(workers, dict) else []:
+        pid = _same_process(entry)
+        if pid is not None and f"montage worker --id {name}" in process_cmdline(pid):
+            log.warning("worker %s (pid %d) outlived the previous montage serve; stopping it", name, pid)
+            os.kill(pid, signal.SIGTERM)
+            stale.append(pid)
+    deadline = time.monotonic() + grace_s
+    for pid in stale:
+        while _start_ticks(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _start_ticks(pid) is not None:
+            log.error("stale worker pid %d did not stop within %.0f s; killing it", pid, grace_s)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return stale
 
 
 class WorkerPool:
     """``montage worker`` child processes, kept at ``size``; same environment, same settings."""
 
-    def __init__(self, size: int, log_file: Path | None) -> None:
+    def __init__(self, size: int, log_file: Path | None, pid_file: Path | None = None) -> None:
         self.size = size
         self.log_file = log_file
+        self.pid_file = pid_file
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.restarts: dict[int, int] = {}
         self.not_before: dict[int, float] = {}
         self.stopping = False
 
     def _spawn(self, index: int) -> None:
+        # The worker dies with this process (even on SIGKILL), so a restarted serve never finds two
+        # workers under one id. (Until montage.core.proc has its pdeathsig option: the worker's own helper.)
+        from montage.core.proc import die_with_parent
+
         argv = [sys.executable, "-m", "montage", "worker", "--id", f"embedded-{index}"]
         if self.log_file is not None:
             argv += ["--log-file", str(self.log_file)]
-        self.procs[index] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        self.procs[index] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
         log.info("worker embedded-%d started (pid %d)", index, self.procs[index].pid)
+        self._record()
+
+    def _record(self) -> None:
+        if self.pid_file is None:
+            return
+        from montage.core.files import atomic_write_text
+
+        me = {"pid": os.getpid(), "start": _start_ticks(os.getpid())}
+        workers = {f"embedded-{i}": {"pid": p.pid, "start": _start_ticks(p.pid)} for i, p in self.procs.items()}
+        with contextlib.suppress(OSError):  # bookkeeping for the next start; never a reason to fail
+            self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.pid_file, json.dumps({"serve": me, "workers": workers}, indent=2) + "\n")
 
     def start(self) -> None:
         for index in range(self.size):
@@ -74,6 +153,8 @@ class WorkerPool:
             finally:
                 proc.wait()
             log.info("worker embedded-%d exited with %s", index, proc.returncode)
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
 
 
 async def _smoke_probe(server: Any, host: str) -> int:
@@ -102,6 +183,7 @@ def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
     import uvicorn
 
     from montage.service.app import create_app
+    from montage.service.timeouts import timed_protocol
 
     settings = loaded.settings
     svc = settings.service
@@ -113,9 +195,12 @@ def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
         loop="auto",
         log_config=None,
         timeout_graceful_shutdown=int(svc.drain_grace_s) or None,
+        http=timed_protocol(svc.read_timeout_s),  # h11 plus a bound on a stalled request head
     )
     server = uvicorn.Server(config)
-    pool = WorkerPool(svc.workers, svc.log_file)
+    pid_file = Path(settings.data_dir) / PID_FILE
+    stop_stale(pid_file, svc.drain_grace_s + 5)
+    pool = WorkerPool(svc.workers, svc.log_file, pid_file)
     received: list[int] = []
 
     def remember(sig: int, _frame: Any) -> None:

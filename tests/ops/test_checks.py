@@ -151,6 +151,49 @@ def test_pytest_failure_and_zero_tests(repo: Repo) -> None:
     assert absent.verdict in (Verdict.ERROR, Verdict.FAIL)
 
 
+@pytest.mark.slow
+def test_pytest_skip_is_not_measured_unless_allowed_with_a_reason(repo: Repo) -> None:
+    _test_project(
+        repo,
+        """
+        import pytest
+
+        def test_a():
+            assert 1
+
+        @pytest.mark.skip(reason="ffmpeg is not installed")
+        def test_needs_tool():
+            pass
+
+        @pytest.mark.parametrize("v", [1, 2])
+        def test_cgroup_v2(v):
+            pytest.skip("cgroup v1 host")
+        """,
+    )
+    j, ev = measure(repo, "pytest", {"args": ["-q", "t"]})
+    assert j.verdict is Verdict.INCONCLUSIVE, j.reason
+    assert "3 test(s) skipped" in j.reason and "t.test_x::test_needs_tool (ffmpeg is not installed)" in j.reason
+    assert "SKIPPED t.test_x::test_cgroup_v2[1]: cgroup v1 host" in (ev / "pytest_summary.txt").read_text()
+    some = [{"test": "t.test_x::test_cgroup_v2[*]", "reason": "cgroup v1 host: the v1 reader is tested instead"}]
+    j, _ = measure(repo, "pytest", {"args": ["-q", "t"], "allowed_skips": some}, check_id="some")
+    assert j.verdict is Verdict.INCONCLUSIVE and "1 test(s) skipped" in j.reason and "test_needs_tool" in j.reason
+    every = [*some, {"test": "t.test_x::test_needs_tool", "reason": "the tool is optional on this phase"}]
+    j, _ = measure(repo, "pytest", {"args": ["-q", "t"], "allowed_skips": every}, check_id="every")
+    assert j.verdict is Verdict.PASS and "3 skipped (all in allowed_skips)" in j.reason, j.reason
+
+
+def test_pytest_allowed_skips_are_strict() -> None:
+    params = load_kind("pytest").Params
+    for bad in (
+        [{"test": "t::x"}],  # no reason
+        [{"test": "t::x", "reason": ""}],
+        [{"test": "t::x", "reason": "r", "until": "2027"}],  # unknown key
+        ["t::x"],
+    ):
+        with pytest.raises(ValueError):
+            params.model_validate({"allowed_skips": bad})
+
+
 # --- coverage -----------------------------------------------------------------------------------
 
 

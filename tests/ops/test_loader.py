@@ -117,6 +117,28 @@ def test_cross_file_errors(repo: Repo, case: str, capsys: pytest.CaptureFixture[
     assert not (repo.phases / ".index.json").exists()
 
 
+def test_cycle_names_every_edge_with_file_and_line(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.phase("00-first.yaml", GOOD0)
+    repo.phase("01-second.yaml", simple_phase(1, "second"))  # depends on 0 by default
+    repo.phase("02-third.yaml", simple_phase(2, "third"))  # depends on 1 by default
+    # One edit to phase 1 closes the cycle 1 -> 3 -> 2 -> 1 through two files that were not touched.
+    repo.phase("01-second.yaml", simple_phase(1, "second", deps="[0, 3]"))
+    repo.phase("03-fourth.yaml", simple_phase(3, "fourth", deps="[2]"))
+    assert repo.ops("list") == 2
+    err = capsys.readouterr().err
+    assert "dependency cycle 1 -> 3 -> 2 -> 1" in err, err
+    edges = dict(
+        (m.group(2), m.group(1)) for m in re.finditer(r"(\d\d-\w+\.yaml:\d+:\d+): (phase \d depends on \d)", err)
+    )
+    assert set(edges) == {"phase 1 depends on 3", "phase 3 depends on 2", "phase 2 depends on 1"}, err
+    assert edges["phase 1 depends on 3"].startswith("01-second.yaml:")
+    assert edges["phase 3 depends on 2"].startswith("03-fourth.yaml:")
+    assert edges["phase 2 depends on 1"].startswith("02-third.yaml:") and "by default" in err
+    line = int(edges["phase 1 depends on 3"].split(":")[1])
+    assert "3" in (repo.phases / "01-second.yaml").read_text().splitlines()[line - 1]
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_duplicate_id_same_number_in_two_names(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     repo.phase("00-first.yaml", GOOD0)
     repo.phase("00-again.yaml", simple_phase(0, "again"))

@@ -83,7 +83,11 @@ def test_paths_outside_media_root_and_bad_fields(live: Live) -> None:
     bad = live.client.post("/v1/public/jobs", json={"path": "a.mp4", "duration": -3, "aspect": "4:3"})
     err = _error(bad, 422, "invalid_request")
     assert "duration" in err["message"] and "aspect" in err["message"]
-    _error(live.client.post("/v1/public/jobs", content=b"{not json", headers={"content-type": "application/json"}), 422)
+    _error(
+        live.client.post("/v1/public/jobs", content=b"{not json", headers={"content-type": "application/json"}),
+        400,
+        "invalid_json",
+    )
 
 
 def test_unknown_job_is_404(live: Live) -> None:
