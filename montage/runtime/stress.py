@@ -235,7 +235,18 @@ def _size_for(
             "predicted_mb": round(base + slope * width * height, 1)}  # fmt: skip
 
 
-def run(out: Path, *, limit_mb: int, control_limit_mb: int, jobs: int, target_mb: float) -> dict[str, Any]:
+def reference_clip(cache: Path) -> Path:
+    """The 60 s 1280x720 reference clip (scripts/build_corpus.py), built once into ``cache``."""
+    reference = cache / "reference.mp4"
+    if not reference.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = cache / f".reference-{os.getpid()}.mp4"
+        _run([sys.executable, str(ROOT / "scripts" / "build_corpus.py"), "--reference", str(partial)])
+        os.replace(partial, reference)
+    return reference
+
+
+def run(out: Path, *, limit_mb: int, control_limit_mb: int, jobs: int, target_mb: float, cache: Path) -> dict[str, Any]:
     started = time.monotonic()
     metrics: dict[str, Any] = {"limit_mb": limit_mb, "control_limit_mb": control_limit_mb, "jobs": jobs,
                                "target_mb": target_mb, "output_s": OUTPUT_S}  # fmt: skip
@@ -251,8 +262,7 @@ def run(out: Path, *, limit_mb: int, control_limit_mb: int, jobs: int, target_mb
     try:
         metrics["swap_notes"] = cgroupfs.set_memory_limit(stress, limit_mb * MIB)
         metrics["limit_source"] = cgroupfs.counters(stress).sources.get("limit")
-        reference = work / "reference.mp4"
-        _run([sys.executable, str(ROOT / "scripts" / "build_corpus.py"), "--reference", str(reference)])
+        reference = reference_clip(cache)
         small_clip = make_clip(reference, SMALL, work / "small.mp4")
         cal_small = run_batch(work, "calibrate-small", stress, [small_clip])
         cal_big = run_batch(work, "calibrate-720p", stress, [reference])
@@ -288,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-limit-mb", type=int, default=1536)
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("--target-mb", type=float, default=600.0)
+    parser.add_argument("--cache", type=Path, default=ROOT / "var" / "stress-cache",
+                        help="where the reference clip is kept between runs")  # fmt: skip
     args = parser.parse_args(argv)
 
     def stop(signum: int, _frame: Any) -> None:
@@ -298,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         metrics = run(args.out, limit_mb=args.limit_mb, control_limit_mb=args.control_limit_mb, jobs=args.jobs,
-                      target_mb=args.target_mb)  # fmt: skip
+                      target_mb=args.target_mb, cache=args.cache)  # fmt: skip
     except _Stop as exc:
         print(f"stress: interrupted ({exc}); cgroups removed", file=sys.stderr)
         return 130
