@@ -188,24 +188,22 @@ def kill_all(cgroup: Cgroup) -> int:
 
 def remove(cgroup: Cgroup, *, attempts: int = 50, delay_s: float = 0.1) -> str | None:
     """Kill what is left inside, then rmdir (children first), retrying; None when gone, else why not."""
-    why: str | None = None
-    for child in sorted((p for p in cgroup.path.iterdir() if p.is_dir()), reverse=True) if cgroup.path.is_dir() else []:
-        why = remove(Cgroup(child, cgroup.version), attempts=attempts, delay_s=delay_s) or why
+    left: str | None = None
+    if cgroup.path.is_dir():
+        for child in sorted((p for p in cgroup.path.iterdir() if p.is_dir()), reverse=True):
+            left = remove(Cgroup(child, cgroup.version), attempts=attempts, delay_s=delay_s) or left
     for _ in range(attempts):
-        if not cgroup.path.exists():
-            return why
         kill_all(cgroup)
         try:
             cgroup.path.rmdir()
-            return why
+            return left
         except FileNotFoundError:
-            return why
+            return left
         except OSError as exc:
             if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
                 return f"cannot remove {cgroup.path}: {exc.strerror or exc}"
-            why = f"cannot remove {cgroup.path}: still busy after {attempts} attempts (pids {pids(cgroup)})"
         time.sleep(delay_s)
-    return why
+    return f"cannot remove {cgroup.path}: still busy after {attempts} attempts (pids {pids(cgroup)})"
 
 
 def children(parent: Cgroup, prefix: str) -> list[Cgroup]:

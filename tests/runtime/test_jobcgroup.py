@@ -14,7 +14,7 @@ from montage.db import jobs, migrate
 from montage.db.database import Database, make_engine
 from montage.jobs.executor import JobSpec
 from montage.jobs.worker import MEMORY_NAME, Worker, WorkerConfig
-from montage.runtime.jobcgroup import JOB_PREFIX, PREFIX, JobCgroups, oom_message, own_memory_cgroup
+from montage.runtime.jobcgroup import JOB_PREFIX, JobCgroups, oom_message, own_memory_cgroup
 
 from .conftest import V1_MOUNTINFO, V2_MOUNTINFO, FakeRoot
 
@@ -150,17 +150,19 @@ async def test_job_over_its_limit_fails_alone_with_an_oom_message(tmp_path: Path
 @real_only
 def test_remove_kills_what_is_left_and_leaves_no_montage_entries() -> None:
     import subprocess
+    import threading
 
     assert REAL.parent is not None
     job = REAL.create("leftover-test", 64 * MIB)
     assert job is not None
+    proc = subprocess.Popen(["sleep", "60"], preexec_fn=job.preexec)
+    waiter = threading.Thread(target=proc.wait)  # as the worker does: its own child is collected by its owner
+    waiter.start()
     try:
-        # The renderer left a child behind (re-parented to init when the renderer exited).
-        script = "import subprocess as s; print(s.Popen(['sleep', '60'], stdout=s.DEVNULL, stderr=s.DEVNULL).pid)"
-        out = subprocess.run([sys.executable, "-c", script], preexec_fn=job.preexec, capture_output=True, text=True,
-                             check=True, timeout=30)  # fmt: skip
-        assert cgroupfs.pids(job.cgroup) == [int(out.stdout)]
+        assert cgroupfs.pids(job.cgroup) == [proc.pid]
     finally:
-        assert job.close() is None  # killed first, then removed
+        assert job.close() is None  # killed first, then removed once its owner collected it
+        waiter.join(timeout=30)
+    assert proc.returncode == -9
     assert not job.cgroup.path.exists()
-    assert [c for c in cgroupfs.children(REAL.parent, PREFIX) if c.path.name.startswith(JOB_PREFIX)] == []
+    assert not (REAL.parent.path / (JOB_PREFIX + "leftover-test")).exists()
