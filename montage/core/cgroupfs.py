@@ -173,6 +173,17 @@ def counters(cgroup: Cgroup) -> MemoryCounters:
     return MemoryCounters(limit, usage, peak, ooms, failcnt, sources)
 
 
+def reset_peak(cgroup: Cgroup) -> bool:
+    """Restart the peak counter (v1 ``memory.max_usage_in_bytes``); False where it cannot be (v2)."""
+    if cgroup.version != 1:
+        return False
+    try:
+        _write(cgroup.file("memory.max_usage_in_bytes"), "0")
+    except CgroupError:
+        return False
+    return True
+
+
 def kill_all(cgroup: Cgroup) -> int:
     """SIGKILL every process in the cgroup (v2 ``cgroup.kill`` when present); returns how many were signalled."""
     members = pids(cgroup)

@@ -1,20 +1,23 @@
 """The memory stress run behind the ``stress`` check kind: real Montage jobs under a real cgroup limit.
 
     python -m montage.runtime.stress --out DIR [--limit-mb 2048] [--control-limit-mb 1536] [--jobs 3]
-                                     [--target-mb 600]
+                                     [--control-jobs 4] [--target-mb 600]
 
 1. A parent cgroup ``montage-stress-<pid>`` (``--limit-mb``, swap off) is created as a child of this
    process's own memory cgroup; it is removed at the end, also after SIGTERM/SIGINT or an error.
 2. Calibration, measured in this run: the 60 s 1280x720 reference clip is scaled to 320x180 and
    rendered once, then rendered at 1280x720 once (``montage run --duration 20`` through a real
    ``montage worker``); each job's peak comes from its own job cgroup (``memory.json`` the worker
-   writes from ``memory.max_usage_in_bytes`` / ``memory.peak``).  A line through the two points
-   (peak = base + k x pixels) gives the resolution whose render should peak at ``--target-mb``.
+   writes from ``memory.max_usage_in_bytes`` / ``memory.peak``).  A curve through the two points
+   (a power law, peak = p0 x (pixels / px0) ** e) gives the resolution whose render should peak at
+   ``--target-mb`` (at most 2560x1440, to bound the run time).
 3. Stress: ``--jobs`` such jobs at that resolution, one worker process each, concurrently, inside
    the parent cgroup; per-job peak and exit state, the parent's peak, OOM kills (parent + every job
    cgroup: cgroup v1 counts a kill only in the victim's own cgroup).
-4. Negative control: the same jobs under ``--control-limit-mb``; it must produce an OOM kill (the
-   run stops as soon as one is counted), else the limit was not real.
+4. Negative control: ``--control-jobs`` (default 4) such jobs under ``--control-limit-mb``; it must
+   produce an OOM kill (the run stops as soon as one is counted), else the limit was not real.
+   Measured here: the same three ~458 MB jobs under 1.5 GiB did not OOM (the kernel reclaimed
+   their page cache), so the default control adds a fourth job.
 
 Writes ``DIR/stress_metrics.json`` (every figure with the file it came from).  Media and the
 database live in a temporary directory that is removed afterwards.
@@ -173,6 +176,7 @@ def run_batch(work: Path, name: str, parent: Cgroup, clips: list[Path], *, stop_
     """Render ``clips`` concurrently (one worker each) inside ``parent``; figures from the cgroup counters."""
     batch = Batch(work, name)
     ids = batch.submit(clips)
+    peak_reset = cgroupfs.reset_peak(parent)
     before = cgroupfs.counters(parent)
     started = time.monotonic()
     workers = batch.start_workers(len(clips), parent)
@@ -203,6 +207,7 @@ def run_batch(work: Path, name: str, parent: Cgroup, clips: list[Path], *, stop_
         "duration_s": round(time.monotonic() - started, 1),
         "parent_peak_mb": round((after.peak_bytes or 0) / MIB, 1),
         "parent_peak_source": after.sources.get("peak"),
+        "parent_peak_since": "this batch (reset)" if peak_reset else "the cgroup's creation",
         "oom_kills": parent_ooms + max(job_ooms, live_ooms),
         "oom_kill_sources": {
             "parent": after.sources.get("oom_kills"),
@@ -219,20 +224,29 @@ def _peak_mb(job: dict[str, Any]) -> float | None:
     return None if peak is None else round(peak / MIB, 1)
 
 
+MAX_HEIGHT = 1440  # 2560x1440: three such renders take ~10 min on 2 shared cores
+
+
 def _size_for(
     target_mb: float, small: tuple[tuple[int, int], float], big: tuple[tuple[int, int], float]
 ) -> dict[str, Any]:
+    """The 16:9 size whose render should peak at ``target_mb``: a power law through the two points.
+
+    Measured here (v1 cgroup peaks): 107 MB at 320x180, 318 MB at 1280x720, 458 MB at 1920x1080; a
+    line through the first two predicted 600 MB for 1920x1080, the power law 437 MB.
+    """
     (s_size, s_peak), (b_size, b_peak) = small, big
     s_px, b_px = s_size[0] * s_size[1], b_size[0] * b_size[1]
-    slope = (b_peak - s_peak) / (b_px - s_px)
-    base = s_peak - slope * s_px
-    pixels = (target_mb - base) / slope if slope > 0 else b_px
-    height = int(math.sqrt(max(pixels, s_px) * 9 / 16)) // 8 * 8
-    height = max(180, min(2160, height))
+    exponent = math.log(b_peak / s_peak) / math.log(b_px / s_px) if b_peak > s_peak > 0 else 1.0
+    pixels = b_px * (target_mb / b_peak) ** (1 / exponent)
+    height = int(math.sqrt(pixels * 9 / 16)) // 8 * 8
+    capped = height > MAX_HEIGHT
+    height = max(180, min(MAX_HEIGHT, height))
     width = (height * 16 // 9) // 8 * 8
-    return {"size": [width, height], "model": f"peak_mb = {base:.1f} + {slope * 1e6:.2f} per megapixel",
-            "base_mb": round(base, 1), "mb_per_megapixel": round(slope * 1e6, 2),
-            "predicted_mb": round(base + slope * width * height, 1)}  # fmt: skip
+    predicted = b_peak * (width * height / b_px) ** exponent
+    return {"size": [width, height], "model": f"peak_mb = {b_peak:.1f} * (pixels / {b_px}) ** {exponent:.3f}",
+            "exponent": round(exponent, 3), "predicted_mb": round(predicted, 1),
+            "capped_at_height": MAX_HEIGHT if capped else None}  # fmt: skip
 
 
 def reference_clip(cache: Path) -> Path:
@@ -246,9 +260,12 @@ def reference_clip(cache: Path) -> Path:
     return reference
 
 
-def run(out: Path, *, limit_mb: int, control_limit_mb: int, jobs: int, target_mb: float, cache: Path) -> dict[str, Any]:
+def run(
+    out: Path, *, limit_mb: int, control_limit_mb: int, jobs: int, control_jobs: int, target_mb: float, cache: Path
+) -> dict[str, Any]:
     started = time.monotonic()
     metrics: dict[str, Any] = {"limit_mb": limit_mb, "control_limit_mb": control_limit_mb, "jobs": jobs,
+                               "control_jobs": control_jobs,
                                "target_mb": target_mb, "output_s": OUTPUT_S}  # fmt: skip
     own = JobCgroups.detect()
     if own.parent is None:
@@ -279,7 +296,7 @@ def run(out: Path, *, limit_mb: int, control_limit_mb: int, jobs: int, target_mb
         main["per_job_peak_mb"] = [_peak_mb(j) for j in main["jobs"]]
         metrics["stress"] = main
         cgroupfs.set_memory_limit(stress, control_limit_mb * MIB)
-        control = run_batch(work, "control", stress, [clip] * jobs, stop_on_oom=True)
+        control = run_batch(work, "control", stress, [clip] * control_jobs, stop_on_oom=True)
         control["per_job_peak_mb"] = [_peak_mb(j) for j in control["jobs"]]
         metrics["control"] = control
     finally:
@@ -297,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-mb", type=int, default=2048)
     parser.add_argument("--control-limit-mb", type=int, default=1536)
     parser.add_argument("--jobs", type=int, default=3)
+    parser.add_argument("--control-jobs", type=int, default=4, help="jobs in the negative control")
     parser.add_argument("--target-mb", type=float, default=600.0)
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "stress-cache",
                         help="where the reference clip is kept between runs")  # fmt: skip
@@ -310,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         metrics = run(args.out, limit_mb=args.limit_mb, control_limit_mb=args.control_limit_mb, jobs=args.jobs,
-                      target_mb=args.target_mb, cache=args.cache)  # fmt: skip
+                      control_jobs=args.control_jobs, target_mb=args.target_mb, cache=args.cache)  # fmt: skip
     except _Stop as exc:
         print(f"stress: interrupted ({exc}); cgroups removed", file=sys.stderr)
         return 130

@@ -38,6 +38,7 @@ class Params(KindParams):
     limit_mb: int = Field(2048, ge=64)
     control_limit_mb: int = Field(1536, ge=64)
     jobs: int = Field(3, ge=1, le=16)
+    control_jobs: int = Field(4, ge=1, le=16, description="jobs in the negative control (under control_limit_mb)")
     target_mb: float = Field(600.0, gt=0)
     min_peak_fraction: float = Field(0.7, gt=0, le=1, description="mean job peak below this x target: INCONCLUSIVE")
     result_tolerance_s: float = Field(1.0, gt=0)
@@ -47,7 +48,7 @@ class Params(KindParams):
 def run(params: Params, ctx: CheckContext) -> Judgement:
     argv = [*STRESS_COMMAND, "--out", str(ctx.evidence_dir), "--limit-mb", str(params.limit_mb),
             "--control-limit-mb", str(params.control_limit_mb), "--jobs", str(params.jobs),
-            "--target-mb", f"{params.target_mb:g}"]  # fmt: skip
+            "--control-jobs", str(params.control_jobs), "--target-mb", f"{params.target_mb:g}"]  # fmt: skip
     run_logged(argv, ctx.evidence_dir / "stress_output.txt", ctx.repo_root, params.timeout_s, ctx.env)
     return rejudge(params, ctx.evidence_dir)
 
@@ -55,7 +56,7 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
 def _expected(params: Params) -> str:
     return (
         f"{params.jobs} jobs of ~{params.target_mb:g} MB under {params.limit_mb} MB: 0 OOM kills, all succeeded "
-        f"with a valid result; the control under {params.control_limit_mb} MB OOM-kills"
+        f"with a valid result; the control ({params.control_jobs} jobs under {params.control_limit_mb} MB) OOM-kills"
     )
 
 
