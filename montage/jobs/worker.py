@@ -86,7 +86,7 @@ def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork a
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def job_limit_mb(settings: Any) -> int:
+def job_limit_mb(settings: Settings) -> int:
     """The per-job cgroup limit: twice ``memory.job_estimate_mb`` (a render may exceed its estimate)."""
     return int(settings.memory.job_estimate_mb) * JOB_LIMIT_FACTOR
 
