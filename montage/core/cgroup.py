@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from montage.errors import Inconclusive
 
@@ -264,6 +265,15 @@ def _memory_hierarchy(root: Path) -> tuple[str, Path, Path] | str:
     version, mount, cgroup_path = candidates[0]
     leaf, top = _cgroup_dir(mount, cgroup_path, root)
     return version, leaf, top
+
+
+def own_memory_cgroup(root: Path = Path("/")) -> tuple[Literal[1, 2], Path] | str:
+    """(cgroup version 1 or 2, this process's memory cgroup directory), or why there is none."""
+    found = _memory_hierarchy(root)
+    if isinstance(found, str):
+        return found
+    version, leaf, _top = found
+    return (1 if version == "cgroup v1" else 2), leaf
 
 
 def read_memory_limit(root: Path = Path("/")) -> CgroupMemory | NoLimit:

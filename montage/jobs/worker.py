@@ -14,31 +14,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import os
 import shutil
 import signal
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from montage.core.files import atomic_write_text
 from montage.core.proc import set_pdeathsig
 from montage.db import flagstore, jobs
 from montage.db.database import Database
 from montage.db.models import utcnow
 from montage.errors import MontageError
 from montage.jobs.executor import Executor, JobSpec
+from montage.runtime.jobcgroup import JobCgroup, JobCgroups, oom_message
 
 if TYPE_CHECKING:
     from montage.settings import Settings
 
 log = logging.getLogger("montage.worker")
 STDERR_TAIL = 4000
+MIB = 1024 * 1024
 RESULT_NAME = "montage.mp4"
 PLAN_NAME = "plan.json"
+MEMORY_NAME = "memory.json"  # the job cgroup's counters of the last attempt
+JOB_LIMIT_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class WorkerConfig:
     max_attempts: int
     retention_s: float
     maintenance_s: float = 5.0
+    job_memory_limit_mb: int | None = None  # per-job cgroup limit; None: no job cgroups
 
     @classmethod
     def from_settings(cls, settings: Settings, worker_id: str | None = None) -> WorkerConfig:
@@ -67,7 +75,18 @@ class WorkerConfig:
             drain_grace_s=svc.drain_grace_s,
             max_attempts=svc.max_attempts,
             retention_s=svc.retention_hours * 3600,
+            job_memory_limit_mb=job_limit_mb(settings),
         )
+
+
+def job_limit_mb(settings: Settings) -> int:
+    """The per-job cgroup limit: twice ``memory.job_estimate_mb`` (a render may exceed its estimate)."""
+    return int(settings.memory.job_estimate_mb) * JOB_LIMIT_FACTOR
+
+
+def _child_setup(cgroup: JobCgroup) -> None:  # pragma: no cover - runs in the child between fork and exec
+    set_pdeathsig()
+    cgroup.preexec()
 
 
 def process_cmdline(pid: int) -> str:
@@ -102,6 +121,8 @@ class Worker:
         self.config = config
         self.draining = asyncio.Event()
         self._last_maintenance = 0.0
+        limit = config.job_memory_limit_mb
+        self.cgroups = JobCgroups.detect() if limit else JobCgroups(None, "per-job memory limit not configured")
 
     def request_drain(self) -> None:
         if not self.draining.is_set():
@@ -193,15 +214,22 @@ class Worker:
             await self._kill_orphans(lease)
         argv = self.executor.argv(spec)
         log.info("job %s attempt %d: %s", lease.job_id, lease.attempt, " ".join(argv))
+        limit_mb = self.config.job_memory_limit_mb
+        cgroup = self.cgroups.create(lease.job_id, limit_mb * MIB) if limit_mb else None
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # its own process group: one killpg stops everything it started
-            preexec_fn=set_pdeathsig,  # the renderer dies with the worker, even on SIGKILL
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group: one killpg stops everything it started
+                preexec_fn=set_pdeathsig if cgroup is None else functools.partial(_child_setup, cgroup),
+            )
+        except BaseException:
+            if cgroup is not None:
+                cgroup.close()
+            raise
         await jobs.record_event(self.db, lease.job_id, "spawned", host=socket.gethostname(), pgid=proc.pid,
                                 attempt=lease.attempt)  # fmt: skip
         talk = asyncio.ensure_future(proc.communicate())
@@ -228,6 +256,10 @@ class Worker:
                         await jobs.release(self.db, lease, "worker drained past its grace period")
                         return "released"
             stdout, stderr = talk.result()
+            oom = self._memory_record(spec, cgroup)
+            if oom is not None and proc.returncode != 0:
+                await jobs.finish(self.db, lease, succeeded=False, error=oom)
+                return "failed"
             return await self._record(lease, spec, proc.returncode, stdout, stderr)
         finally:
             kill_group(proc)
@@ -236,7 +268,18 @@ class Worker:
                     await asyncio.wait_for(talk, timeout=10)
             if proc.returncode is None:
                 await proc.wait()
+            if cgroup is not None:
+                cgroup.close()
             shutil.rmtree(spec.output_tmp.parent, ignore_errors=True)
+
+    def _memory_record(self, spec: JobSpec, cgroup: JobCgroup | None) -> str | None:
+        """Write the job cgroup's counters next to the result; the OOM message when the kernel killed in it."""
+        if cgroup is None:
+            return None
+        counters = cgroup.counters()
+        record = {"cgroup": cgroup.cgroup.label, **asdict(counters)}
+        atomic_write_text(spec.output_tmp.parent.parent / MEMORY_NAME, json.dumps(record, indent=2, sort_keys=True))
+        return oom_message(counters) if counters.oom_kills else None
 
     async def _kill_orphans(self, lease: jobs.Lease) -> None:
         """Kill renderers of earlier attempts of this job left behind on this host by a worker that died.

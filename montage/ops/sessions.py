@@ -59,6 +59,7 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
     "scan": [[PY, "-m", "montage.ops", "scan"]],
     "tests": [[PY, "-m", "pytest"]],
     "migrations": [[PY, "-m", "montage", "db", "check", "--backend", "sqlite", "--backend", "postgresql"]],
+    "stress": [[PY, "-m", "montage.runtime.stress", "--out", "var/stress"]],  # 3 x 600 MB under 2 GiB + control
 }
 
 # invoke NAME (dotted names become namespaces: "perf.guard").  The phase.* tasks are built in
@@ -68,6 +69,7 @@ INVOKE_TASKS: dict[str, list[list[str]]] = {
     "perf.baseline": [[PY, "-m", "montage.ops.perf", "baseline"]],
     "perf.guard": NOX_SESSIONS["perf"],
     "scan": NOX_SESSIONS["scan"],
+    "stress": NOX_SESSIONS["stress"],
     "tests": NOX_SESSIONS["tests"],
 }
 

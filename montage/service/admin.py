@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -19,6 +20,7 @@ from montage.service.schemas import (
     JobOut,
     KeyCreate,
     KeyCreated,
+    MemoryStats,
     StateName,
     Stats,
     job_out,
@@ -106,7 +108,31 @@ async def get_stats(ctx: Context, session: Session) -> Stats:
             writes=c.writes,
             replica_fallbacks=c.replica_fallbacks,
         ),
+        memory=_memory_stats(ctx),
     )
+
+
+@functools.cache
+def _job_cgroups() -> tuple[bool, str]:
+    from montage.runtime.jobcgroup import JobCgroups
+
+    found = JobCgroups.detect()  # probed (and logged) once per process
+    return found.available, found.reason
+
+
+def _memory_stats(ctx: Context) -> MemoryStats:
+    from montage.errors import MontageError
+    from montage.runtime.memory_manager import read_memory
+
+    available, reason = _job_cgroups()
+    try:
+        reading = read_memory(ctx.settings)
+    except MontageError as exc:
+        return MemoryStats(limit_mb=None, working_set_mb=None, available_mb=None, source=f"unreadable: {exc}",
+                           job_cgroups=available, job_cgroups_reason=reason)  # fmt: skip
+    return MemoryStats(limit_mb=round(reading.limit_mb, 1), working_set_mb=round(reading.used_mb, 1),
+                       available_mb=round(reading.available_mb, 1), source=reading.source,
+                       job_cgroups=available, job_cgroups_reason=reason)  # fmt: skip
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated, responses=responses(422))

@@ -109,9 +109,19 @@ class DbStats(BaseModel):
     replica_fallbacks: int
 
 
+class MemoryStats(BaseModel):
+    limit_mb: float | None = Field(description="the binding memory limit (cgroup, settings override or host)")
+    working_set_mb: float | None
+    available_mb: float | None
+    source: str = Field(description="where the figures came from, or why they could not be read")
+    job_cgroups: bool = Field(description="whether per-job memory cgroups can be created here")
+    job_cgroups_reason: str
+
+
 class Stats(BaseModel):
     jobs: dict[str, int]
     db: DbStats
+    memory: MemoryStats | None = None
 
 
 def job_out(job: Any) -> JobOut:

@@ -212,6 +212,12 @@ def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
     smoke_status: list[int] = []
 
     async def main() -> None:
+        from montage.runtime.reaper import reaping
+
+        async with reaping(settings.ops.flags_file):  # subreaper: orphans of crashed renderers are collected
+            await serve_and_watch()
+
+    async def serve_and_watch() -> None:
         pool.start()
         watcher = asyncio.create_task(pool.watch())
         probe = asyncio.create_task(_smoke_probe(server, svc.host)) if smoke else None

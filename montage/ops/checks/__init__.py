@@ -44,6 +44,7 @@ KINDS: dict[str, str] = {
     "perf_baseline": "montage.ops.checks.perf_baseline",
     "perf_guard": "montage.ops.checks.perf_guard",
     "pytest": "montage.ops.checks.pytest_junit",
+    "stress": "montage.ops.checks.stress",
     "stub_scan": "montage.ops.checks.stub_scan",
 }
 

@@ -1,0 +1,168 @@
+"""Per-job memory cgroups: fake v1/v2 trees for the file formats, the real v1 tree for OOM isolation."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from montage.core import cgroupfs
+from montage.core.cgroupfs import Cgroup
+from montage.db import jobs, migrate
+from montage.db.database import Database, make_engine
+from montage.jobs.executor import JobSpec
+from montage.jobs.worker import MEMORY_NAME, Worker, WorkerConfig
+from montage.runtime.jobcgroup import JOB_PREFIX, JobCgroups, oom_message, own_memory_cgroup
+
+from .conftest import V1_MOUNTINFO, V2_MOUNTINFO, FakeRoot
+
+MIB = 1024 * 1024
+
+
+def test_v2_child_enables_the_memory_controller_limits_and_turns_swap_off(tmp_path: Path) -> None:
+    fake = FakeRoot(tmp_path)
+    fake.proc("0::/svc dir/ünï\n", V2_MOUNTINFO)
+    parent_dir = fake.write("/sys/fs/cgroup/svc dir/ünï", "cgroup.subtree_control", "cpu\n").parent
+    parent, where = own_memory_cgroup(tmp_path)
+    assert parent == Cgroup(parent_dir, 2), where
+    child = cgroupfs.create_child(parent, "montage-job-a")
+    assert (parent_dir / "cgroup.subtree_control").read_text() == "+memory"
+    (child.path / "memory.swap.max").write_text("max\n")
+    assert cgroupfs.set_memory_limit(child, 300 * MIB) == []
+    assert (child.path / "memory.max").read_text() == str(300 * MIB)
+    assert (child.path / "memory.swap.max").read_text() == "0"
+    (child.path / "memory.peak").write_text(f"{310 * MIB}\n")
+    (child.path / "memory.current").write_text(f"{10 * MIB}\n")
+    (child.path / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n")
+    counters = cgroupfs.counters(child)
+    assert (counters.peak_bytes, counters.oom_kills, counters.limit_bytes) == (310 * MIB, 1, 300 * MIB)
+    assert counters.sources["oom_kills"].endswith("montage-job-a/memory.events")
+    assert oom_message(counters) == "out of memory (peak 310 MB, limit 300 MB)"
+
+
+def test_v1_counters_and_swap_accounting_absent(tmp_path: Path) -> None:
+    fake = FakeRoot(tmp_path)
+    fake.proc("4:memory:/svc\n0::/\n", V1_MOUNTINFO)
+    fake.write("/sys/fs/cgroup/memory/svc", "memory.limit_in_bytes", "9223372036854771712\n")
+    parent, _ = own_memory_cgroup(tmp_path)
+    assert parent is not None and parent.version == 1
+    child = cgroupfs.create_child(parent, "montage-job-b")
+    (child.path / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    notes = cgroupfs.set_memory_limit(child, 200 * MIB)
+    assert notes and "memory.memsw.limit_in_bytes absent" in notes[0]
+    (child.path / "memory.max_usage_in_bytes").write_text(f"{200 * MIB}\n")
+    (child.path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    (child.path / "memory.failcnt").write_text("57\n")
+    counters = cgroupfs.counters(child)
+    assert (counters.limit_bytes, counters.peak_bytes, counters.oom_kills, counters.failcnt) == (
+        200 * MIB, 200 * MIB, 2, 57,
+    )  # fmt: skip
+
+
+def test_unlimited_and_missing_files_give_no_figures_not_errors(tmp_path: Path) -> None:
+    cg = Cgroup(tmp_path, 1)
+    (tmp_path / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\n")  # kernels before 4.13: no oom_kill line
+    counters = cgroupfs.counters(cg)
+    assert counters.limit_bytes is None and counters.oom_kills is None and counters.peak_bytes is None
+
+
+def test_no_cgroup_mount_says_why(tmp_path: Path) -> None:
+    FakeRoot(tmp_path).proc("0::/\n", "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    found = JobCgroups.detect(tmp_path)
+    assert not found.available and "no cgroup memory mount" in found.reason
+    assert found.create("x", 100 * MIB) is None
+
+
+def test_invalid_child_names_are_refused(tmp_path: Path) -> None:
+    for name in ("", "a/b", ".."):
+        with pytest.raises(cgroupfs.CgroupError, match="invalid cgroup name"):
+            cgroupfs.create_child(Cgroup(tmp_path, 2), name)
+
+
+# --- the real cgroup tree (root with a writable memory controller, as on CI here) -----------------
+
+REAL = JobCgroups.detect()
+real_only = pytest.mark.skipif(not REAL.available, reason=f"no writable memory cgroup: {REAL.reason}")
+
+HOG = "import sys, time; chunks = [bytearray({mb} * 1024 * 1024)]; time.sleep(0.2); print('{{}}')"
+
+
+class PythonExecutor:
+    """Allocates ``duration_s`` x 10 MB, then writes a tiny output: a renderer with a known memory use."""
+
+    name = "python-hog"
+
+    def argv(self, spec: JobSpec) -> list[str]:
+        mb = int(spec.duration_s * 10)
+        script = HOG.format(mb=mb) + f"; open({str(spec.output_tmp)!r}, 'wb').write(b'x' * 10)"
+        return [sys.executable, "-c", script]
+
+    def collect(self, spec: JobSpec, stdout: str) -> None:
+        spec.plan_path.write_text(json.dumps({"hog": True}))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'montage.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@real_only
+@pytest.mark.anyio
+async def test_job_over_its_limit_fails_alone_with_an_oom_message(tmp_path: Path, db_url: str) -> None:
+    db = Database(make_engine(db_url))
+    try:
+        async with db.begin() as session:
+            hog = (await jobs.create_job(session, input_path="x", uploaded=False, duration_s=40, aspect="16:9")).id
+            fine = (await jobs.create_job(session, input_path="x", uploaded=False, duration_s=2, aspect="16:9")).id
+        config = WorkerConfig(worker_id="t", data_dir=tmp_path / "data", lease_s=30, heartbeat_s=0.3, poll_s=0.1,
+                              job_timeout_s=120, drain_grace_s=5, max_attempts=1, retention_s=3600,
+                              job_memory_limit_mb=150)  # fmt: skip
+        worker = Worker(db, PythonExecutor(), config)
+        assert worker.cgroups.available
+        assert await worker.run(once=True) == 2
+        async with db.session() as session:
+            bad, good = await jobs.get_job(session, hog), await jobs.get_job(session, fine)
+        assert bad is not None and good is not None
+        assert bad.state == "failed" and bad.error is not None
+        assert bad.error.startswith("out of memory (peak ") and "limit 150 MB" in bad.error, bad.error
+        assert "137" not in bad.error
+        assert good.state == "succeeded", good.error
+        memory = json.loads((tmp_path / "data/results" / hog / MEMORY_NAME).read_text())
+        assert memory["oom_kills"] >= 1 and memory["limit_bytes"] == 150 * MIB
+        ok = json.loads((tmp_path / "data/results" / fine / MEMORY_NAME).read_text())
+        assert ok["oom_kills"] == 0 and 15 * MIB < ok["peak_bytes"] < 150 * MIB
+        left = {c.path.name for c in worker.cgroups.leftovers()}
+        assert not left & {JOB_PREFIX + hog, JOB_PREFIX + fine}
+    finally:
+        await db.dispose()
+
+
+@real_only
+def test_remove_kills_what_is_left_and_leaves_no_montage_entries() -> None:
+    import subprocess
+    import threading
+
+    assert REAL.parent is not None
+    job = REAL.create("leftover-test", 64 * MIB)
+    assert job is not None
+    proc = subprocess.Popen(["sleep", "60"], preexec_fn=job.preexec)
+    waiter = threading.Thread(target=proc.wait)  # as the worker does: its own child is collected by its owner
+    waiter.start()
+    try:
+        assert cgroupfs.pids(job.cgroup) == [proc.pid]
+    finally:
+        assert job.close() is None  # killed first, then removed once its owner collected it
+        waiter.join(timeout=30)
+    assert proc.returncode == -9
+    assert not job.cgroup.path.exists()
+    assert not (REAL.parent.path / (JOB_PREFIX + "leftover-test")).exists()
