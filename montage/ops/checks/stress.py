@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
-from montage.ops._proc import run_logged
+from montage.core.proc import run_logged
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,
