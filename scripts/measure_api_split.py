@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         "host": {**host_fingerprint(), "platform": platform.platform()},
         "load_average_before": load_before,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "command": "python scripts/measure_api_split.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": f"python scripts/measure_api_split.py --rate {args.rate:g} --seconds {args.seconds:g} "
+        f"--rounds {args.rounds} --admin-share {args.admin_share:g}",
         "config": {
             "rate_rps": args.rate,
             "seconds_per_round": args.seconds,
