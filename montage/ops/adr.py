@@ -303,6 +303,11 @@ def phase_facts(roadmap: Any, phase_id: int, layout: Any, repo_root: Path) -> di
     checks = []
     for gc in lp.phase.gate:
         r = results.get(gc.id)
+        if r is not None and r.get("kind") != gc.check:  # the bundle judged an earlier definition of this check
+            checks.append({"id": gc.id, "kind": gc.check, "description": gc.description or "", "verdict": "NOT RUN",
+                           "value": "", "expected": "", "reason": f"the latest bundle judged an earlier definition "
+                           f"of this check (kind {r.get('kind')}), so it has no result for this one"})  # fmt: skip
+            continue
         checks.append(
             {
                 "id": gc.id,

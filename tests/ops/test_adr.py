@@ -189,3 +189,20 @@ def test_the_repositorys_adrs_are_consistent() -> None:
     assert adr.problems(root / ADR_DIR, root) == []
     records = adr.load_all(root / ADR_DIR)
     assert (root / ADR_DIR / "README.md").read_text() == adr.index_text(records)
+
+
+def test_a_check_redefined_since_the_bundle_has_no_result(two_phases: Repo) -> None:
+    repo = two_phases
+    repo.commit_all()
+    assert repo.ops("run", "0") == 0
+    repo.phase("00-first.yaml", (repo.phases / "00-first.yaml").read_text().replace(
+        'check: command\n    with: {argv: ["{python}", "-c", "print(\'fine\')"], output_pattern: "fine"}',
+        "check: file\n    with: {path: src/app.py}"))  # fmt: skip
+    assert "check: file" in (repo.phases / "00-first.yaml").read_text()
+    assert repo.ops("adr", "new", "Redefined", "--phase", "0") == 0
+    text = (repo.root / ADR_DIR / "0001-redefined.md").read_text()
+    assert "**STALE**" in text and "not current" in text
+    assert (
+        "* `ok` (file): **NOT RUN**; the latest bundle judged an earlier definition of this check (kind command)"
+        in text
+    )
