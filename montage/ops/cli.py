@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("number", type=int, nargs="?", default=None, help="judge only this ADR, which must be accepted")
     cov = sub.add_parser("coverage-plan", parents=[common], help="the roadmap's W-0..W-3 coverage plan, measured")
     cov.add_argument("--data", type=Path, default=None, help="reuse this coverage data file or coverage JSON report")
+    cov.add_argument("--all-tests", action="store_true", help="measure the whole suite (default: -m 'not slow')")
     cov.add_argument("--write-base", action="store_true", help="record the measured figures as the baseline")
     return parser
 
@@ -354,7 +355,8 @@ def cmd_coverage_plan(ctx: Ctx) -> int:
     from montage.ops import coverage_plan as cp
 
     data = ctx.args.data
-    report, source = cp.read_report(ctx.root, data if data is None or data.is_absolute() else Path.cwd() / data)
+    data = data if data is None or data.is_absolute() else Path.cwd() / data
+    report, source = cp.read_report(ctx.root, data, [] if ctx.args.all_tests else None)
     if ctx.args.write_base:
         record = cp.baseline_record(report, ctx.root, source)
         atomic_write_text(ctx.root / cp.BASE_FILE, json.dumps(record, indent=2) + "\n")

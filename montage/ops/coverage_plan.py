@@ -21,7 +21,13 @@ from typing import Any
 from montage.errors import UsageError
 
 BASE_FILE = "coverage_base.json"
-MEASURE_COMMAND = "coverage run -m pytest -p no:cacheprovider -m 'not slow'; coverage combine; coverage json"
+FAST = ["-m", "not slow"]
+
+
+def measure_command(pytest_args: list[str]) -> str:
+    shown = " ".join(f"'{a}'" if " " in a else a for a in pytest_args)
+    return f"coverage run -m pytest -p no:cacheprovider {shown}; coverage combine; coverage json".replace("  ", " ")
+
 
 # The roadmap's names -> Montage's modules (the old system's classes are parts of these today).
 MAPPING: dict[str, tuple[list[str], str]] = {
@@ -83,14 +89,25 @@ def _sum(summaries: list[dict[str, Any]]) -> dict[str, int]:
     return {k: sum(int(s.get(k, 0)) for s in summaries) for k in keys}
 
 
-def read_report(repo_root: Path, data: Path | None, timeout_s: float = 3600) -> tuple[dict[str, Any], str]:
+def _mtime(path: Path) -> str:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OSError:
+        return "at an unknown time"
+
+
+def read_report(
+    repo_root: Path, data: Path | None, pytest_args: list[str] | None = None, timeout_s: float = 7200
+) -> tuple[dict[str, Any], str]:
     """A coverage.py JSON report and where it came from: ``data`` (JSON or a data file), or a fresh run."""
     from montage.ops._proc import run_logged
 
     with tempfile.TemporaryDirectory(prefix="montage-coverage-") as tmp:
         out = Path(tmp) / "coverage.json"
         if data is not None and data.suffix == ".json":
-            out, source = data, f"coverage JSON {data}"
+            out, source = data, f"the coverage JSON report {data} (written {_mtime(data)})"
         elif data is not None:
             if not data.is_file():
                 raise UsageError(f"--data {data}: no such coverage data file.")
@@ -98,7 +115,7 @@ def read_report(repo_root: Path, data: Path | None, timeout_s: float = 3600) -> 
             done = run_logged(argv, Path(tmp) / "json.log", repo_root, 600, None, ("COV_CORE_", "COVERAGE_"))
             if done.returncode != 0:
                 raise UsageError(f"--data {data}: `coverage json` failed: {done.tail(3)}")
-            source = f"coverage data file {data}"
+            source = f"coverage json --data-file {data} (an existing data file, written {_mtime(data)})"
         else:
             from montage.ops.checks import coverage_thresholds as kind
             from montage.ops.checks.base import CheckContext
@@ -107,9 +124,10 @@ def read_report(repo_root: Path, data: Path | None, timeout_s: float = 3600) -> 
             evidence.mkdir()
             ctx = CheckContext(repo_root=repo_root, bundle_dir=Path(tmp) / "b", evidence_dir=evidence,
                                phase_id=0, check_id="coverage-plan")  # fmt: skip
-            if not kind._measure(kind.Params(timeout_s=timeout_s), ctx):
+            args = FAST if pytest_args is None else pytest_args
+            if not kind._measure(kind.Params(timeout_s=timeout_s, pytest_args=args), ctx):
                 raise UsageError(f"the coverage run failed; see {evidence / 'coverage_output.txt'}")
-            out, source = evidence / "coverage.json", f"a fresh run: {MEASURE_COMMAND}"
+            out, source = evidence / "coverage.json", f"a fresh run: {measure_command(args)}"
         try:
             report = json.loads(out.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
@@ -139,8 +157,7 @@ def baseline_record(report: dict[str, Any], repo_root: Path, source: str) -> dic
         "modules": {path: figures(s) for path, s in sorted(files.items())},
         "git": git_state(repo_root),
         "date": utc_now(),
-        "command": MEASURE_COMMAND,
-        "source": source,
+        "command": source,
     }
 
 
