@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     date = utc_now()
+    git = git_state(ROOT)  # the code being measured: before the run, not when the file is written
     modes = measure(args.rate, args.seconds, args.rounds, args.admin_share)
     evidence = {
         "what": "phase 4: merged app vs split mode (separate public and admin ASGI apps and processes)",
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         "load": "synthetic local load: open-loop HTTP on loopback from a generator on the same host; "
         "not production traffic",
         "date": date,
-        "git": git_state(ROOT),
+        "git": git,
         "host": {**host_fingerprint(), "platform": platform.platform()},
         "load_average_before": load_before,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],

@@ -268,6 +268,7 @@ def _side_by_side(options: Mapping[str, Any]) -> dict[str, Any]:
     rows: list[str] = []
     for name in columns:
         rows += [k for k in flat[name] if k not in rows and not k.endswith(".pid")]
+    rows.sort(key=lambda k: not all(k in flat[c] for c in columns))  # shared figures first, stable otherwise
     return {"columns": columns, "rows": [[key, *[flat[c].get(key, "—") for c in columns]] for key in rows]}
 
 
