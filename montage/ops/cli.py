@@ -355,10 +355,14 @@ def cmd_coverage_plan(ctx: Ctx) -> int:
     from montage.ops import coverage_plan as cp
 
     data = ctx.args.data
+    from montage.ops.bundle import utc_now
+    from montage.ops.fingerprint import git_state
+
     data = data if data is None or data.is_absolute() else Path.cwd() / data
+    git, date = git_state(ctx.root), utc_now()
     report, source = cp.read_report(ctx.root, data, [] if ctx.args.all_tests else None)
     if ctx.args.write_base:
-        record = cp.baseline_record(report, ctx.root, source)
+        record = cp.baseline_record(report, ctx.root, source, git, date)
         atomic_write_text(ctx.root / cp.BASE_FILE, json.dumps(record, indent=2) + "\n")
         line, branch = record["global_line"], record["global_branch"]
         ctx.out(f"wrote {ctx.root / cp.BASE_FILE} (global line {line} %, branch {branch} %)")

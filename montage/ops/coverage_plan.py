@@ -143,10 +143,13 @@ def per_file(report: dict[str, Any], repo_root: Path) -> dict[str, dict[str, Any
     return _relative(report["files"], str(repo_root.resolve()))
 
 
-def baseline_record(report: dict[str, Any], repo_root: Path, source: str) -> dict[str, Any]:
-    """coverage_base.json: ``global`` (coverage.py's combined percent, what the ratchet reads) and the rest."""
-    from montage.ops.bundle import utc_now
-    from montage.ops.fingerprint import git_state
+def baseline_record(
+    report: dict[str, Any], repo_root: Path, source: str, git: dict[str, Any], date: str
+) -> dict[str, Any]:
+    """coverage_base.json: ``global`` (coverage.py's combined percent, what the ratchet reads) and the rest.
+
+    ``git`` and ``date`` are taken before the run, so they name the code that was measured.
+    """
 
     files = per_file(report, repo_root)
     total = figures(_sum(list(files.values())))
@@ -155,8 +158,8 @@ def baseline_record(report: dict[str, Any], repo_root: Path, source: str) -> dic
         "global_line": total["line"],
         "global_branch": total["branch"],
         "modules": {path: figures(s) for path, s in sorted(files.items())},
-        "git": git_state(repo_root),
-        "date": utc_now(),
+        "git": git,
+        "date": date,
         "command": source,
     }
 
