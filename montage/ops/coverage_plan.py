@@ -25,8 +25,8 @@ FAST = ["-m", "not slow"]
 
 
 def measure_command(pytest_args: list[str]) -> str:
-    shown = " ".join(f"'{a}'" if " " in a else a for a in pytest_args)
-    return f"coverage run -m pytest -p no:cacheprovider {shown}; coverage combine; coverage json".replace("  ", " ")
+    shown = " ".join(["-p", "no:cacheprovider", *(f"'{a}'" if " " in a else a for a in pytest_args)])
+    return f"coverage run -m pytest {shown}; coverage combine; coverage json"
 
 
 # The roadmap's names -> Montage's modules (the old system's classes are parts of these today).

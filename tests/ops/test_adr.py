@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from montage.errors import UsageError
-from montage.ops import adr
+from montage.ops import adr, adr_render
 from tests.ops.conftest import Repo
 
 ADR_DIR = Path("docs/adr")
@@ -179,8 +179,8 @@ def test_template_missing_value_names_template_and_line() -> None:
     with pytest.raises(
         UsageError, match=r"template adr_index\.md\.j2, line \d+: 'dict object' has no attribute 'makers'"
     ):
-        adr.render("adr_index.md.j2", adrs=[{"number": "0001", "file": "f.md", "title": "t", "status": "proposed",
-                                             "date": "2026-12-01", "phase": 1}])  # fmt: skip
+        row = {"number": "0001", "file": "f.md", "title": "t", "status": "proposed", "date": "2026-12-01", "phase": 1}
+        adr_render.render("adr_index.md.j2", adrs=[row])
 
 
 def test_the_repositorys_adrs_are_consistent() -> None:
