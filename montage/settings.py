@@ -113,6 +113,9 @@ class ServiceSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535, description="0 picks a free port")
+    split_admin_port: int | None = Field(
+        None, ge=0, le=65535, description="split mode: /v1/admin/* as its own app and process on this port"
+    )
     workers: int = Field(1, ge=0, le=32, description="embedded worker processes")
     media_root: Path = Field(Path("var/media"), description="JSON job submissions must name files inside it")
     upload_max_mb: int = Field(2048, ge=1)

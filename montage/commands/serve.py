@@ -66,4 +66,9 @@ def run(args: argparse.Namespace) -> int:
             log.info("database at revision %s (head)", head)
         else:
             log.info("database migrated from revision %s to %s (head)", before or "base", head)
+    from montage.service.split import admin_port, serve_split
+
+    split_port = admin_port(loaded)  # split mode: phase 4's rollback (montage/service/split.py)
+    if split_port is not None:
+        return serve_split(loaded, split_port, smoke=args.smoke)
     return serve_forever(loaded, smoke=args.smoke)

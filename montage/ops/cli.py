@@ -61,16 +61,35 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", parents=[common], help="AST scans: import hacks and stubs (one parse per file)")
     scan.add_argument("--kind", choices=["all", "import_hacks", "stub_scan"], default="all")
     scan.add_argument("--allowlist", default=None, help="stub allow-list (default: phases/stub_allowlist.txt)")
-    adr = sub.add_parser("adr", parents=[common], help="write an ADR draft from a phase's bundles and evidence files")
-    adr.add_argument("phase")
-    adr.add_argument("--title", required=True, help="the decision's title, e.g. 'API merge'")
-    adr.add_argument(
-        "--evidence", type=Path, action="append", default=[], help="a measured file (JSON fields are listed)"
+    adr = sub.add_parser("adr", parents=[common], help="ADRs in MADR 4 form: new, list, accept, supersede, refresh")
+    adr.add_argument("--adr-dir", type=Path, default=None, help="default: <root>/docs/adr")
+    adr_sub = adr.add_subparsers(dest="adr_command", metavar="ACTION", required=True)
+    new = adr_sub.add_parser("new", parents=[common], help="write a proposed ADR (NNNN-slug.md) and the index")
+    new.add_argument("title")
+    new.add_argument("--phase", default=None, help="the phase whose gate confirms it (Confirmation lists its checks)")
+    new.add_argument("--supersedes", type=int, default=None, help="the ADR number this one replaces (once accepted)")
+    new.add_argument("--evidence", type=Path, action="append", default=[], help="a measured file (repeatable)")
+    new.add_argument("--stdout", action="store_true", help="print the ADR instead of writing it")
+    adr_sub.add_parser("list", parents=[common], help="number, status, date, decision-makers and title of each ADR")
+    acc = adr_sub.add_parser("accept", parents=[common], help="mark a proposed ADR accepted (needs a chosen option)")
+    acc.add_argument("number", type=int)
+    acc.add_argument("--by", action="append", default=[], help="a decision-maker's name (repeatable)")
+    sup = adr_sub.add_parser("supersede", parents=[common], help="OLD is superseded by NEW (updates both files)")
+    sup.add_argument("old", type=int)
+    sup.add_argument("new", type=int)
+    ref = adr_sub.add_parser(
+        "refresh", parents=[common], help="re-render an ADR's generated blocks from current evidence"
     )
-    adr.add_argument("--number", type=int, default=None, help="ADR number (default: the next free one)")
-    adr.add_argument("--output-dir", type=Path, default=None, help="default: <root>/docs/adr")
-    adr.add_argument("--force", action="store_true", help="replace an existing file of the same name")
-    adr.add_argument("--stdout", action="store_true", help="print the draft instead of writing it")
+    ref.add_argument("number", type=int)
+    adr_sub.add_parser("index", parents=[common], help="regenerate docs/adr/README.md")
+    chk = adr_sub.add_parser(
+        "check", parents=[common], help="duplicate numbers, broken links, accepted without decision"
+    )
+    chk.add_argument("number", type=int, nargs="?", default=None, help="judge only this ADR, which must be accepted")
+    cov = sub.add_parser("coverage-plan", parents=[common], help="the roadmap's W-0..W-3 coverage plan, measured")
+    cov.add_argument("--data", type=Path, default=None, help="reuse this coverage data file or coverage JSON report")
+    cov.add_argument("--all-tests", action="store_true", help="measure the whole suite (default: -m 'not slow')")
+    cov.add_argument("--write-base", action="store_true", help="record the measured figures as the baseline")
     return parser
 
 
@@ -274,27 +293,77 @@ def cmd_scan(ctx: Ctx) -> int:
 
 
 def cmd_adr(ctx: Ctx) -> int:
-    from montage.ops.adr import render_draft, write_draft
+    from montage.ops import adr
     from montage.ops.bundle import ProofsLayout
-    from montage.ops.loader import load_roadmap
 
     args = ctx.args
-    path, text = render_draft(
-        load_roadmap(ctx.phases_dir),
-        _phase_number(args.phase),
-        args.title,
-        ProofsLayout(ctx.proofs_dir),
-        ctx.root,
-        evidence=args.evidence,
-        number=args.number,
-        adr_dir=args.output_dir,
-    )
-    if args.stdout:
-        print(text, end="")
+    ops = adr.OpsContext(ctx.root, args.adr_dir or ctx.root / adr.ADR_DIR, ctx.phases_dir, ProofsLayout(ctx.proofs_dir))
+    action = args.adr_command
+    if action == "check":
+        adr.check_or_raise(ops, args.number)
+        ctx.out(f"ADRs in {ops.adr_dir}: no duplicate numbers, no broken links, every accepted ADR has a decision")
         return ExitCode.OK
-    write_draft(path, text, overwrite=bool(args.force))
-    ctx.out(f"ADR draft written to {path} (status Proposed: write the decision, then set Status: Accepted)")
-    ctx.emit({"path": str(path)})
+    adrs = adr.load_all(ops.adr_dir)
+    if action == "list":
+        rows = [{"number": a.number, "status": a.status, "date": str(a.meta["date"]), "title": a.title,
+                 "decision_makers": a.meta.get("decision-makers", []), "file": str(a.path)} for a in adrs]  # fmt: skip
+        for r in rows:
+            ctx.out(
+                f"{r['number']:04d}  {r['status']:<24} {r['date']}  {r['title']}  "
+                f"({', '.join(r['decision_makers']) or '-'})"
+            )
+        ctx.emit(rows)
+        return ExitCode.OK
+    texts: dict[Path, str] = {}
+    if action == "new":
+        phase = _phase_number(args.phase) if args.phase is not None else None
+        path, text = adr.new(ops, args.title, phase, args.supersedes, args.evidence)
+        if args.stdout:
+            print(text, end="")
+            return ExitCode.OK
+        texts[path] = text
+        done = f"ADR written to {path} (status proposed: write the decision, then `invoke adr.accept N`)"
+    elif action == "accept":
+        record = adr.get(adrs, args.number, ops.adr_dir)
+        texts[record.path] = adr.accept(record, args.by)
+        done = f"ADR {args.number:04d} accepted: {record.path}"
+    elif action == "supersede":
+        old, new = adr.get(adrs, args.old, ops.adr_dir), adr.get(adrs, args.new, ops.adr_dir)
+        texts[old.path], texts[new.path] = adr.supersede(old, new)
+        done = f"ADR {args.old:04d} superseded by ADR {args.new:04d} ({old.path}, {new.path})"
+    elif action == "refresh":
+        record = adr.get(adrs, args.number, ops.adr_dir)
+        texts[record.path] = adr.refresh(record, ops)
+        done = f"ADR {args.number:04d} refreshed from current evidence: {record.path}"
+    else:
+        done = "index regenerated"
+    adr.write(ops, texts)
+    ctx.out(f"{done}; index {ops.adr_dir / adr.INDEX}")
+    ctx.emit({"action": action, "written": [str(p) for p in texts], "index": str(ops.adr_dir / adr.INDEX)})
+    return ExitCode.OK
+
+
+def cmd_coverage_plan(ctx: Ctx) -> int:
+    from montage.core.files import atomic_write_text
+    from montage.ops import coverage_plan as cp
+
+    data = ctx.args.data
+    from montage.ops.bundle import utc_now
+    from montage.ops.fingerprint import git_state
+
+    data = data if data is None or data.is_absolute() else Path.cwd() / data
+    git, date = git_state(ctx.root), utc_now()
+    report, source = cp.read_report(ctx.root, data, [] if ctx.args.all_tests else None)
+    if ctx.args.write_base:
+        record = cp.baseline_record(report, ctx.root, source, git, date)
+        atomic_write_text(ctx.root / cp.BASE_FILE, json.dumps(record, indent=2) + "\n")
+        line, branch = record["global_line"], record["global_branch"]
+        ctx.out(f"wrote {ctx.root / cp.BASE_FILE} (global line {line} %, branch {branch} %)")
+    base = cp.read_base(ctx.root)
+    weeks = cp.plan(report, base, ctx.root)
+    for line in cp.render_lines(weeks, base, source):
+        ctx.out(line)
+    ctx.emit({"source": source, "mapping": {k: v[0] for k, v in cp.MAPPING.items()}, "weeks": weeks})
     return ExitCode.OK
 
 
@@ -308,6 +377,7 @@ COMMANDS: dict[str, Callable[[Ctx], int]] = {
     "schema": cmd_schema,
     "scan": cmd_scan,
     "adr": cmd_adr,
+    "coverage-plan": cmd_coverage_plan,
 }
 
 

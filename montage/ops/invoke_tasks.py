@@ -78,6 +78,39 @@ def schema(c: Any, json: bool = False) -> None:
     _ops(["schema", *_json(json)])
 
 
+@task(
+    help={
+        "title": "the decision's title (names the file NNNN-slug.md)",
+        "phase": "the phase whose gate confirms it",
+        "supersedes": "the ADR number it replaces",
+        "evidence": "a measured file (repeatable)",
+    },
+    iterable=["evidence"],
+)
+def adr_new(c: Any, title: str, phase: str = "", supersedes: str = "", evidence: list[str] | None = None) -> None:
+    """Write a proposed MADR 4 ADR (docs/adr/NNNN-slug.md) and the index."""
+    opts = [*(["--phase", phase] if phase else []), *(["--supersedes", supersedes] if supersedes else [])]
+    _ops(["adr", "new", title, *opts, *[a for e in evidence or [] for a in ("--evidence", e)]])
+
+
+@task(help={"number": "ADR number", "by": "a decision-maker's name (repeatable)"}, iterable=["by"])
+def adr_accept(c: Any, number: str, by: list[str] | None = None) -> None:
+    """Mark proposed ADR N accepted (needs a chosen option and a decision-maker)."""
+    _ops(["adr", "accept", str(number), *[a for b in by or [] for a in ("--by", b)]])
+
+
+@task(help={"old": "the superseded ADR's number", "new": "the superseding ADR's number"})
+def adr_supersede(c: Any, old: str, new: str) -> None:
+    """ADR OLD is superseded by ADR NEW (updates both files and the index)."""
+    _ops(["adr", "supersede", str(old), str(new)])
+
+
+@task(help={"number": "ADR number"})
+def adr_refresh(c: Any, number: str) -> None:
+    """Re-render ADR N's generated blocks from current evidence; people's text is kept."""
+    _ops(["adr", "refresh", str(number)])
+
+
 def _chain_task(name: str, commands: list[list[str]]) -> Task[Any]:
     def body(c: Any) -> None:
         rc = run_named(name, commands)
@@ -103,4 +136,6 @@ def build_namespace() -> Collection:
                 parent.add_collection(Collection(group))
             parent = parent.collections[group]
         parent.add_task(_chain_task(name, commands))
+    for t, name in ((adr_new, "new"), (adr_accept, "accept"), (adr_supersede, "supersede"), (adr_refresh, "refresh")):
+        ns.collections["adr"].add_task(t, name=name)
     return ns

@@ -65,6 +65,10 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
 # invoke NAME (dotted names become namespaces: "perf.guard").  The phase.* tasks are built in
 # montage.ops.invoke_tasks.
 INVOKE_TASKS: dict[str, list[list[str]]] = {
+    "adr.check": [[PY, "-m", "montage.ops", "adr", "check"]],
+    "adr.index": [[PY, "-m", "montage.ops", "adr", "index"]],
+    "adr.list": [[PY, "-m", "montage.ops", "adr", "list"]],
+    "coverage.plan": [[PY, "-m", "montage.ops", "coverage-plan"]],
     "lint": NOX_SESSIONS["lint"],
     "perf.baseline": [[PY, "-m", "montage.ops.perf", "baseline"]],
     "perf.guard": NOX_SESSIONS["perf"],

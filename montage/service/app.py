@@ -16,10 +16,13 @@ log = logging.getLogger("montage.service")
 API_TITLE = "Montage"
 
 
-def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> FastAPI:
+def create_app(
+    loaded: LoadedSettings, *, database: Database | None = None, routers: tuple[str, ...] = ("public", "admin")
+) -> FastAPI:
     """Build the app.  ``database`` is injected by tests and by ``montage serve``; else built from settings.
 
-    Nothing connects here: the lifespan opens the database and closes it again.
+    ``routers`` picks what it serves: both (the merged app) or one of them (the split mode's apps,
+    montage/service/split.py).  Nothing connects here: the lifespan opens the database and closes it again.
     """
     from montage import __version__
     from montage.db.migrate import head_revision
@@ -68,8 +71,8 @@ def create_app(loaded: LoadedSettings, *, database: Database | None = None) -> F
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    app.include_router(public.router)
-    app.include_router(admin.router)
+    for name in routers:
+        app.include_router({"public": public.router, "admin": admin.router}[name])
 
     if not loaded.settings.service.require_key_for_public:
         from montage.service.openapi import allow_anonymous

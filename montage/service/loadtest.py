@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,23 +49,64 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def served(db_url: str, workdir: Path) -> Iterator[str]:
-    """``montage serve --workers 0`` on a free port; yields its base URL."""
+def served_process(
+    db_url: str, workdir: Path, extra_env: Mapping[str, str] | None = None, ready_path: str = "/v1/public/ready"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``montage serve --workers 0`` on a free port; yields its base URL and process."""
     from montage.core import loopback
 
     port = loopback.free_port()
     env = {"MONTAGE_DB__URL": db_url, "MONTAGE_DATA_DIR": str(workdir / "data"),
            "MONTAGE_SERVICE__MEDIA_ROOT": str(workdir / "media"), "MONTAGE_LOG_LEVEL": "WARNING",
            "MONTAGE_OPS__FLAGS_FILE": str(workdir / "flags.json"), "USE_SETTINGS_V2": "true"}  # fmt: skip
+    env.update(extra_env or {})
     try:
         with loopback.serving(
             [sys.executable, "-m", "montage", "serve", "--port", str(port), "--workers", "0"],
-            port=port, ready_path="/v1/public/ready", log=workdir / f"serve-{port}.log", cwd=workdir, env=env,
+            port=port, ready_path=ready_path, log=workdir / f"serve-{port}.log", cwd=workdir, env=env,
             unset_prefixes=("MONTAGE_",),
         ) as server:  # fmt: skip
-            yield server.base
+            yield server.base, server.proc
     except loopback.NotReady as exc:
         raise MontageError(str(exc)) from None
+
+
+@contextmanager
+def served(db_url: str, workdir: Path) -> Iterator[str]:
+    """``montage serve --workers 0`` on a free port; yields its base URL."""
+    with served_process(db_url, workdir) as (base, _proc):
+        yield base
+
+
+async def open_loop(
+    send: Callable[[int], Awaitable[str]], rate: float, seconds: float
+) -> tuple[list[tuple[int, str, float]], float]:
+    """Open-loop schedule: call ``send(i)`` at ``start + i / rate``; (i, kind, seconds) per request, and the wall time.
+
+    ``send`` returns ``"ok"`` or an error kind (``"HTTP 500"``, an exception name).
+    """
+    import httpx
+
+    n = max(1, int(rate * seconds))
+    results: list[tuple[int, str, float]] = []
+
+    async def one(i: int) -> None:
+        started = time.perf_counter()
+        try:
+            kind = await send(i)
+        except httpx.HTTPError as exc:
+            kind = type(exc).__name__  # e.g. ReadTimeout: the generator gave up after 10 s
+        results.append((i, kind, time.perf_counter() - started))
+
+    start = time.perf_counter()
+    tasks = []
+    for i in range(n):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return results, time.perf_counter() - start
 
 
 async def _open_loop(
@@ -72,37 +114,22 @@ async def _open_loop(
 ) -> tuple[list[float], dict[str, int], float]:
     import httpx
 
-    n = max(1, int(rate * seconds))
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
     limits = httpx.Limits(max_connections=128, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
 
-        async def one(i: int) -> None:
-            started = time.perf_counter()
-            try:
-                if scenario == "status":
-                    resp = await client.get(f"/v1/public/jobs/{job_ids[i % len(job_ids)]}")
-                    kind = "ok" if resp.status_code == 200 else f"HTTP {resp.status_code}"
-                else:
-                    resp = await client.post("/v1/public/jobs", json={"path": "clip.mp4", "duration": 10})
-                    kind = "ok" if resp.status_code == 202 else f"HTTP {resp.status_code}"
-            except httpx.HTTPError as exc:
-                kind = type(exc).__name__  # e.g. ReadTimeout: the generator gave up after 10 s
-            if kind == "ok":
-                latencies.append(time.perf_counter() - started)
-            else:
-                errors[kind] = errors.get(kind, 0) + 1
+        async def send(i: int) -> str:
+            if scenario == "status":
+                resp = await client.get(f"/v1/public/jobs/{job_ids[i % len(job_ids)]}")
+                return "ok" if resp.status_code == 200 else f"HTTP {resp.status_code}"
+            resp = await client.post("/v1/public/jobs", json={"path": "clip.mp4", "duration": 10})
+            return "ok" if resp.status_code == 202 else f"HTTP {resp.status_code}"
 
-        start = time.perf_counter()
-        tasks = []
-        for i in range(n):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        wall = time.perf_counter() - start
+        results, wall = await open_loop(send, rate, seconds)
+    latencies = [t for _, kind, t in results if kind == "ok"]
+    errors: dict[str, int] = {}
+    for _, kind, _t in results:
+        if kind != "ok":
+            errors[kind] = errors.get(kind, 0) + 1
     return latencies, errors, wall
 
 

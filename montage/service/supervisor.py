@@ -178,8 +178,11 @@ async def _smoke_probe(server: Any, host: str) -> int:
         server.should_exit = True
 
 
-def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
-    """Serve until SIGTERM/SIGINT; with ``smoke``, stop after one readiness probe (exit 0 if ready)."""
+def serve_forever(loaded: LoadedSettings, *, smoke: bool = False, app: Any = None) -> int:
+    """Serve until SIGTERM/SIGINT; with ``smoke``, stop after one readiness probe (exit 0 if ready).
+
+    ``app`` defaults to the merged app; split mode passes its public app (montage/service/split.py).
+    """
     import uvicorn
 
     from montage.service.app import create_app
@@ -187,7 +190,7 @@ def serve_forever(loaded: LoadedSettings, *, smoke: bool = False) -> int:
 
     settings = loaded.settings
     svc = settings.service
-    app = create_app(loaded)
+    app = create_app(loaded) if app is None else app
     config = uvicorn.Config(
         app,
         host=svc.host,
