@@ -116,7 +116,8 @@ async def _round(
 def measure(rate: float, seconds: float, rounds: int, admin_share: float) -> dict[str, Any]:
     import httpx
 
-    from montage.service.loadtest import _free_port, percentile, served_process
+    from montage.core.loopback import free_port as _free_port
+    from montage.service.loadtest import percentile, served_process
 
     every = max(1, round(1 / admin_share))
     modes = ("merged", "split")

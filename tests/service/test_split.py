@@ -11,11 +11,12 @@ import httpx
 import psutil
 import pytest
 
+from montage.core.loopback import free_port as _free_port
 from montage.errors import UsageError
 from montage.ops import rollback
 from montage.ops.bundle import ProofsLayout
 from montage.ops.loader import load_roadmap
-from montage.service.loadtest import _free_port, served_process
+from montage.service.loadtest import served_process
 from montage.service.split import FLAG, admin_port
 from tests.service.conftest import create_key_sync, make_loaded
 
