@@ -40,8 +40,8 @@ class FlagError(ConfigError):
 @dataclass(frozen=True)
 class FlagSpec:
     name: str
-    type: type
-    default: bool
+    type: type  # bool: the truthiness rule; int: a TCP port (see :func:`port`)
+    default: bool | int | None
     owner: str
     description: str
 
@@ -58,6 +58,8 @@ REGISTRY: dict[str, FlagSpec] = {
         FlagSpec("WORKERS_PAUSED", bool, False, "montage.jobs.worker", "true stops workers claiming new jobs"),
         FlagSpec("ZOMBIE_REAPER_ENABLED", bool, True, "montage.runtime (phase 6)",
                  "false disables the service's orphan reaper (phase 6 rollback)"),
+        FlagSpec("API_SPLIT_ADMIN_PORT", int, None, "montage.service.split (phase 4)",
+                 "a port serves /v1/admin/* as a separate ASGI app there (phase 4 rollback); null/false: merged app"),
     )
 }  # fmt: skip
 
@@ -101,18 +103,43 @@ def truthy(name: str, value: object, where: str = "") -> bool:
     )
 
 
-def validate(name: str, value: object) -> bool:
-    """The value a known flag is stored as (a JSON boolean), or :class:`FlagError`."""
-    spec(name)
-    return truthy(name, value)
+def port(name: str, value: object, where: str = "") -> int | None:
+    """A port flag's value: an integer 0..65535 (0 picks a free port), or None for "off"
+    (null, false, "off", "no", "none" or "")."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in {"", "off", "no", "none", "null", "false"}:
+            return None
+        if word.isdigit():
+            value = int(word)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535:
+        return value
+    origin = f" ({where})" if where else ""
+    raise FlagError(
+        f"flag {name}={json.dumps(value)}{origin} is not a port; expected an integer 0..65535, or null/false for off."
+    )
+
+
+def validate(name: str, value: object, where: str = "") -> bool | int | None:
+    """The value a known flag is stored as (a JSON boolean, or a port number / null), or :class:`FlagError`."""
+    if spec(name).type is int:
+        return port(name, value, where)
+    return truthy(name, value, where)
 
 
 def enabled(flags: Mapping[str, Any], name: str, where: str = "") -> bool:
-    """Flag ``name`` in ``flags`` (a file's or the table's contents); the registry default when unset."""
+    """Boolean flag ``name`` in ``flags`` (a file's or the table's contents); the registry default when unset."""
     value = flags.get(name)
     if value is None:
-        return spec(name).default
+        return bool(spec(name).default)
     return truthy(name, value, where)
+
+
+def file_port(path: Path, name: str) -> int | None:
+    """Port flag ``name`` as the flags file at ``path`` sets it (None when unset or off)."""
+    return port(name, read_flags(path).get(name), f"flags file {path}")
 
 
 def read_flags(path: Path) -> dict[str, Any]:

@@ -44,11 +44,11 @@ async def put_flag(session: AsyncSession, name: str, value: object) -> None:
     await session.flush()
 
 
-async def set_flag(db: Database, flags_file: Path, name: str, value: object) -> bool:
+async def set_flag(db: Database, flags_file: Path, name: str, value: object) -> core_flags.FlagValue:
     """Validate, write the flags file, then the table; a table failure restores the file (see above).
 
     Returns the stored value.  Raises :class:`montage.core.flags.FlagError` (nothing written) for an
-    unknown name or a value that is not a boolean form.
+    unknown name or a value that is not one of the flag's accepted forms.
     """
     stored = core_flags.validate(name, value)
     previous = core_flags.write_flag(flags_file, name, stored)
@@ -61,7 +61,7 @@ async def set_flag(db: Database, flags_file: Path, name: str, value: object) -> 
     return stored
 
 
-async def import_flags_file(db: Database, flags_file: Path) -> dict[str, bool]:
+async def import_flags_file(db: Database, flags_file: Path) -> dict[str, core_flags.FlagValue]:
     """Copy the flags file into the table (service start-up); returns what was imported.
 
     Every entry is validated first: a bad name or value in a hand-edited file stops the import with
@@ -77,12 +77,12 @@ async def import_flags_file(db: Database, flags_file: Path) -> dict[str, bool]:
     return checked
 
 
-def _checked(name: str, value: object, where: str) -> bool:
+def _checked(name: str, value: object, where: str) -> core_flags.FlagValue:
     try:
         core_flags.spec(name)
     except core_flags.FlagError as exc:
         raise core_flags.FlagError(f"{where}: {exc}") from None
-    return core_flags.truthy(name, value, where)
+    return core_flags.validate(name, value, where)
 
 
 def set_flag_from_cli(settings: Settings, flags_file: Path, name: str, value: object) -> str:

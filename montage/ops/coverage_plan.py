@@ -102,7 +102,7 @@ def read_report(
     repo_root: Path, data: Path | None, pytest_args: list[str] | None = None, timeout_s: float = 7200
 ) -> tuple[dict[str, Any], str]:
     """A coverage.py JSON report and where it came from: ``data`` (JSON or a data file), or a fresh run."""
-    from montage.ops._proc import run_logged
+    from montage.core.proc import run_logged
 
     with tempfile.TemporaryDirectory(prefix="montage-coverage-") as tmp:
         out = Path(tmp) / "coverage.json"

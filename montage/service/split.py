@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from montage.errors import ExitCode, UsageError
+from montage.errors import ExitCode
 from montage.settings import LoadedSettings
 
 log = logging.getLogger("montage.serve")
@@ -32,18 +32,9 @@ def admin_port(loaded: LoadedSettings) -> int | None:
     configured = loaded.settings.service.split_admin_port
     if configured is not None:
         return configured
-    from montage.flags import read_flags
+    from montage.core.flags import file_port
 
-    path = loaded.settings.ops.flags_file
-    value = read_flags(path).get(FLAG)
-    if value is None or value is False:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
-        raise UsageError(
-            f"{path}: flag {FLAG}={value!r} is not a port; expected an integer 0..65535 "
-            "(0 picks a free one), or null/false for the merged app."
-        )
-    return value
+    return file_port(loaded.settings.ops.flags_file, FLAG)
 
 
 def _wait_admin(proc: subprocess.Popen[bytes], url: str) -> bool:

@@ -32,7 +32,7 @@ def test_anything_else_is_an_error_naming_flag_and_value(value: object) -> None:
 
 
 def test_unknown_names_are_refused_with_the_known_ones() -> None:
-    with pytest.raises(flags.FlagError, match="unknown flag 'PERF_GUARD'; known flags: PERF_GUARD_ENABLED"):
+    with pytest.raises(flags.FlagError, match="unknown flag 'PERF_GUARD'; known flags: .*PERF_GUARD_ENABLED"):
         flags.validate("PERF_GUARD", True)
 
 

@@ -103,7 +103,7 @@ def test_setting_beats_the_flag_and_a_bad_flag_names_the_file(tmp_path: Path) ->
     assert admin_port(make_loaded(tmp_path, url, split_admin_port=9202)) == 9202
     flags.write_text(json.dumps({FLAG: False}))
     assert admin_port(make_loaded(tmp_path, url)) is None
-    for bad in ("8001", True, 70000):
+    for bad in ("abc", True, 70000, -1):
         flags.write_text(json.dumps({FLAG: bad}))
-        with pytest.raises(UsageError, match=rf"{flags}: flag {FLAG}=.* is not a port"):
+        with pytest.raises(UsageError, match=rf"flag {FLAG}=.* \(flags file {flags}\) is not a port"):
             admin_port(make_loaded(tmp_path, url))
