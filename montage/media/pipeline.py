@@ -326,13 +326,13 @@ def render_plan(
     plan: EditPlan, infos: list[MediaInfo], tools: FFmpegTools, output: Path, stages: StageReporter
 ) -> Verification | None:
     """Measure loudness, render, verify: the montage at ``output``."""
-    measurement = None
+    normalisation = None
     if has_output_audio(plan):
         report = stages.start("measure")
-        measurement = measure_loudness(plan, infos, tools, report)
+        normalisation = measure_loudness(plan, infos, tools, report)
         stages.done()
     report = stages.start("render")
-    render(plan, infos, tools, output, measurement=measurement, progress=report)
+    render(plan, infos, tools, output, normalisation=normalisation, progress=report)
     stages.done()
     if not has_output_audio(plan):
         return None

@@ -386,22 +386,6 @@ def test_many_short_segments(
     assert_done_when(tools, out, duration=0.5 * n, aspect="16:9", lufs=-16.0)
 
 
-def test_unreachable_loudness_fails_honestly(
-    make_clip: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Clicks with a huge crest factor cannot reach -8 LUFS under a -1.5 dBTP ceiling: the check says FAIL, exit 1."""
-    clip = make_clip(
-        "clicks.mp4", video="testsrc2=s=160x90:r=25:d=6",
-        audio="aevalsrc=exprs='if(lt(mod(t\\,0.5)\\,0.003)\\,0.95\\,0.003*random(0))':s=48000:d=6",
-    )  # fmt: skip
-    out = tmp_path / "clicks.mp4"
-    code = main(["run", str(clip), "-o", str(out), "--duration", "4", "--loudness", "-8"])
-    captured = capsys.readouterr()
-    assert code == 1
-    assert "loudness:  FAIL" in captured.out and "loudness check failed" in captured.err
-    assert out.is_file()  # the render itself is complete and kept; the summary says it misses the target
-
-
 def test_crop_follows_motion(
     make_clip: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
