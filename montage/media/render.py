@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from montage.core.files import current_umask
+from montage.errors import ToolMissing
 from montage.media import loudness
 from montage.media.ffmpeg import FFmpegTools, ProgressCallback, filter_path, run_ffmpeg
 from montage.media.loudness import SILENT_LUFS, LoudnessMeasurement, Normalisation
@@ -220,6 +223,35 @@ def write_ass(plan: EditPlan, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+FONT_PACKAGE = "fonts-dejavu-core"  # the captions' style names DejaVu Sans
+_FONT_DIRS = ["/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts"]
+
+
+def require_caption_font() -> None:
+    """Raise :class:`ToolMissing` (exit 7) before any rendering when no font is there to burn captions with.
+
+    libass finds fonts through fontconfig; with none, ffmpeg renders the montage without the captions
+    and says nothing.  ``fc-list`` (honouring ``FONTCONFIG_FILE``) is asked; without fontconfig's
+    tools, the usual font directories are looked in.
+    """
+    fc_list = shutil.which("fc-list")
+    if fc_list is not None:
+        try:
+            found = subprocess.run([fc_list, ":", "family"], capture_output=True, text=True, timeout=60).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            found = ""
+        where = "fontconfig (fc-list) lists no fonts"
+    else:
+        dirs = [Path(d).expanduser() for d in _FONT_DIRS]
+        found = next((str(f) for d in dirs if d.is_dir() for f in d.rglob("*.[ot]tf")), "")
+        where = "there are no fonts in " + ", ".join(_FONT_DIRS)
+    if not found:
+        raise ToolMissing(
+            f"--captions needs a font to burn the captions in with, and {where}.",
+            hint=f"Install one with: apt-get install --no-install-recommends {FONT_PACKAGE} (then run again).",
+        )
+
+
 def render(
     plan: EditPlan,
     infos: list[MediaInfo],
@@ -265,6 +297,7 @@ def render(
             out_opts.update({"acodec": "aac", "audio_bitrate": plan.render.audio_bitrate, "ar": 48000})
         args = _compile(ffmpeg.output(*streams, "file:" + str(tmp), **out_opts))
         run_ffmpeg(tools, args, what=f"render of {output}", total_s=plan.duration, progress=progress)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600; the montage is an ordinary output
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
