@@ -273,7 +273,7 @@ def test_works_without_system_ffmpeg(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_outputs_honour_the_umask(umask: int, tmp_path: Path) -> None:
-    """The montage, plan, EDL and OTIO get 0666 minus the umask like any file the user makes (not mkstemp's 0600)."""
+    """The montage, plan, EDL, XML and OTIO get 0666 minus the umask, like any file the user makes (not 0600)."""
     import os
     import stat
     import subprocess
@@ -288,7 +288,7 @@ def test_outputs_honour_the_umask(umask: int, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, umask=umask,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    outputs = [out, tmp_path / "m.plan.json", tmp_path / "m.edl", tmp_path / "m.otio"]
+    outputs = [out, tmp_path / "m.plan.json", tmp_path / "m.edl", tmp_path / "m.xml", tmp_path / "m.otio"]
     modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in outputs}
     assert modes == {p.name: oct(0o666 & ~umask) for p in outputs}
 
