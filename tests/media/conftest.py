@@ -33,7 +33,11 @@ def run_ffmpeg_cmd(tools: FFmpegTools, args: list[str]) -> None:
 
 
 @pytest.fixture(scope="session")
-def tools() -> FFmpegTools:
+def tools(require_tool: Callable[[str, str], str]) -> FFmpegTools:
+    """The system ffmpeg and ffprobe (tests call both directly): skipped with the install line without them,
+    a failure under CI=true.  The bundled-binary path has its own test (test_works_without_system_ffmpeg)."""
+    require_tool("ffmpeg", "ffmpeg")
+    require_tool("ffprobe", "ffmpeg")
     return find_tools()
 
 
