@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from montage.core import proc
 from montage.core.files import current_umask
 from montage.errors import ToolMissing
 from montage.media import loudness
@@ -237,8 +237,8 @@ def require_caption_font() -> None:
     fc_list = shutil.which("fc-list")
     if fc_list is not None:
         try:
-            found = subprocess.run([fc_list, ":", "family"], capture_output=True, text=True, timeout=60).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
+            found = proc.run([fc_list, ":", "family"], timeout_s=60).stdout.strip()
+        except OSError:
             found = ""
         where = "fontconfig (fc-list) lists no fonts"
     else:
