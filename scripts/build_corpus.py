@@ -4,10 +4,18 @@
     python scripts/build_corpus.py OUTDIR            # the varied corpus (short clips, see CORPUS)
     python scripts/build_corpus.py --reference FILE  # the 60 s 1280x720 H.264/AAC benchmark clip
     python scripts/build_corpus.py --demo FILE       # the ~2 min demo clip scripts/quickstart.py uses
+    python scripts/build_corpus.py --loudness OUTDIR # audio like real recordings (LOUDNESS_CORPUS)
 
 Every clip has real variety: several synthetic "shots" with hard cuts, motion (Game of Life,
 cellular automata, moving test patterns), speech-like audio (syllable bursts at a wobbling pitch)
 with pauses, and louder, noisier passages.  Runs in the project's virtual environment.
+
+The loudness corpus is what real recordings bring and generated footage at a comfortable level
+does not: a few seconds long, quiet (-35 LUFS) or hot (-8 LUFS), mono / 5.1 / 7.1, large level
+steps, silence before the speech, audio starting late or ending early, AAC / AC-3 / Opus / PCM, and
+speech with plosive-like transients (a peak-to-loudness ratio like a close microphone's).  Its
+video is synthetic (a moving test pattern).  :func:`build_real_speech` uses real recordings: the
+spoken channel names Debian's alsa-utils ships in /usr/share/sounds/alsa.
 """
 
 from __future__ import annotations
@@ -69,6 +77,110 @@ CORPUS = [
     Clip("no_audio.mp4", X264, None),
     Clip("anamorphic.mp4", X264, AAC, size="240x180", extra=["-aspect", "16:9"]),
 ]
+
+
+# Speech-like mono: 4 Hz syllables at a wobbling pitch with pauses, plus a short plosive-like burst
+# every 1.3 s (these transients set the true peak, as on a close microphone).
+SPEECH_MONO = (
+    "(sin(2*PI*(190+50*sin(2*PI*0.7*t))*t)*(0.55+0.45*sin(2*PI*4*t))*gt(sin(2*PI*t/1.9)+0.4\\,0)"
+    "+3*exp(-300*mod(t\\,1.3))*sin(2*PI*2200*t))"
+)
+LAYOUTS = {
+    "mono": "anull",
+    "stereo": "pan=stereo|FL=c0|FR=0.9*c0",
+    "5.1": "pan=5.1|FC=c0|FL=0.25*c0|FR=0.2*c0|BL=0.05*c0|BR=0.05*c0",  # dialogue in the centre
+    "7.1": "pan=7.1|FC=c0|FL=0.25*c0|FR=0.2*c0|SL=0.06*c0|SR=0.06*c0|BL=0.03*c0|BR=0.03*c0",
+}
+
+
+@dataclass(frozen=True)
+class LoudClip:
+    """One recording-like clip: ``lufs`` integrated, ``envelope`` (an expression of t) shaping the speech."""
+
+    name: str
+    layout: str
+    audio_codec: list[str]
+    lufs: float
+    envelope: str = "1"
+    duration: float = 5.3
+    audio_start: float = 0.0  # the audio stream starts this late in the container
+    audio_end: float | None = None  # and ends here (None: with the video)
+
+
+AC3 = ["-c:a", "ac3", "-b:a", "384k"]
+OPUS = ["-c:a", "libopus", "-b:a", "128k"]
+PCM = ["-c:a", "pcm_s16le"]
+STEPS = "if(lt(t\\,1.8)\\,0.06\\,if(lt(t\\,3.4)\\,1\\,0.12))"  # 24 dB up, then 18 dB down
+LOUDNESS_CORPUS = [
+    # the reported failure: 5.3 s, quiet 5.1 AAC, wide loudness range
+    LoudClip("quiet51_steps_aac.mp4", "5.1", [*AAC[:2], "-b:a", "256k"], -34.0, STEPS),
+    LoudClip("quiet_mono_pcm.mov", "mono", PCM, -35.0, "gt(t\\,2.2)"),  # silence, then speech
+    LoudClip("quiet71_opus.mkv", "7.1", OPUS, -35.0, STEPS),
+    LoudClip("hot_stereo_ac3.mkv", "stereo", AC3, -8.0, STEPS),
+    LoudClip("hot51_ac3.mp4", "5.1", AC3, -8.0),
+    LoudClip("hot_mono_opus.mkv", "mono", OPUS, -8.0, "gt(t\\,1.5)"),
+    LoudClip("late_audio_aac.mp4", "stereo", AAC, -35.0, audio_start=1.5),
+    LoudClip("early_end_pcm.mov", "5.1", PCM, -30.0, STEPS, audio_end=3.6),
+]
+
+
+def _measured_lufs(ffmpeg: str, path: Path) -> float:
+    """Integrated loudness by ebur128, only to scale a generated clip to its nominal level."""
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-i", str(path), "-af", "ebur128", "-f", "null", "-"]
+    err = subprocess.run(argv, check=True, timeout=300, capture_output=True, text=True).stderr
+    return float(err.rsplit("I:", 1)[1].split("LUFS")[0])
+
+
+def _encode_at(ffmpeg: str, wav: Path, clip: LoudClip, path: Path, video_s: float) -> Path:
+    """Mux synthetic video with ``wav`` scaled to ``clip.lufs``, the audio offset/cut as the clip says."""
+    gain = clip.lufs - _measured_lufs(ffmpeg, wav)
+    video = ["-f", "lavfi", "-i", f"testsrc2=s=320x180:r=30:d={video_s}"]
+    audio = ["-itsoffset", f"{clip.audio_start}", "-i", str(wav)] if clip.audio_start else ["-i", str(wav)]
+    _run(ffmpeg, [*video, *audio, "-map", "0:v", "-map", "1:a", "-af", f"volume={gain:.2f}dB", *X264,
+                  *clip.audio_codec, "-ar", "48000", str(path)])  # fmt: skip
+    return path
+
+
+def build_loud_clip(ffmpeg: str, clip: LoudClip, out: Path) -> Path:
+    audio_s = (clip.audio_end or clip.duration) - clip.audio_start
+    with tempfile.TemporaryDirectory(prefix="montage-corpus-") as tmp:
+        wav = Path(tmp) / "audio.wav"
+        source = f"aevalsrc=exprs='{SPEECH_MONO}*({clip.envelope})':s=48000:d={audio_s}"
+        _run(ffmpeg, ["-f", "lavfi", "-i", source, "-af", f"volume=0.2,{LAYOUTS[clip.layout]}",
+                      "-c:a", "pcm_f32le", str(wav)])  # fmt: skip
+        return _encode_at(ffmpeg, wav, clip, out / clip.name, clip.duration)
+
+
+def build_loudness_corpus(out: Path, ffmpeg: str | None = None) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    binary = ffmpeg or find_ffmpeg()
+    return [build_loud_clip(binary, clip, out) for clip in LOUDNESS_CORPUS]
+
+
+ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
+REAL_SPEECH = ["Front_Center", "Front_Left", "Rear_Right", "Side_Left"]
+
+
+def build_real_speech(path: Path, ffmpeg: str | None = None, sounds: Path = ALSA_SOUNDS, lufs: float = -34.0) -> Path:
+    """5.3 s of real speech (alsa-utils' recorded channel names) in a quiet 5.1 AAC clip with level steps.
+
+    The words come at 0.3, 1.7, 3.0 and 4.2 s, the second 20 dB softer and the last 12 dB louder than
+    the first, in the centre channel with a little in the fronts; the video is synthetic.
+    """
+    inputs: list[str] = []
+    chains = []
+    for k, (name, delay, db) in enumerate(zip(REAL_SPEECH, [300, 1700, 3000, 4200], [0, -20, -6, 12], strict=True)):
+        inputs += ["-i", str(sounds / f"{name}.wav")]
+        chains.append(f"[{k}:a]aresample=48000,volume={db}dB,adelay={delay}[w{k}]")
+    n = len(REAL_SPEECH)
+    graph = ";".join(chains) + ";" + "".join(f"[w{k}]" for k in range(n))
+    graph += f"amix=inputs={n}:normalize=0,apad,atrim=0:5.3,{LAYOUTS['5.1']}[a]"
+    clip = LoudClip(path.name, "5.1", [*AAC[:2], "-b:a", "256k"], lufs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="montage-corpus-") as tmp:
+        wav = Path(tmp) / "speech.wav"
+        _run(ffmpeg or find_ffmpeg(), [*inputs, "-filter_complex", graph, "-map", "[a]", "-c:a", "pcm_f32le", str(wav)])
+        return _encode_at(ffmpeg or find_ffmpeg(), wav, clip, path, 5.3)
 
 
 def find_ffmpeg() -> str:
@@ -168,9 +280,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--reference", type=Path, metavar="FILE", help="build the 60 s 1280x720 benchmark clip")
     parser.add_argument("--demo", type=Path, metavar="FILE", help="build the ~2 min quick-start clip")
     parser.add_argument("--demo-seconds", type=float, default=120.0)
+    parser.add_argument("--loudness", type=Path, metavar="OUTDIR", help="build the loudness corpus")
     args = parser.parse_args(argv)
-    if not (args.outdir or args.reference or args.demo):
-        parser.error("name OUTDIR, --reference FILE or --demo FILE")
+    if not (args.outdir or args.reference or args.demo or args.loudness):
+        parser.error("name OUTDIR, --reference FILE, --demo FILE or --loudness OUTDIR")
     try:
         build(args)
     except subprocess.CalledProcessError as exc:
@@ -187,6 +300,9 @@ def build(args: argparse.Namespace) -> None:
         print(build_reference(args.reference))
     if args.demo:
         print(build_demo(args.demo, duration=args.demo_seconds))
+    if args.loudness:
+        for path in build_loudness_corpus(args.loudness):
+            print(path)
 
 
 if __name__ == "__main__":

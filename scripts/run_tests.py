@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 # scripts/ is sys.path[0] when this file runs as a script, so the stdlib-only helper imports directly.
-from _bootstrap import ROOT, apt_install, ensure_venv, say, venv_env
+from _bootstrap import ROOT, apt_install, ensure_venv, install_hint, say, venv_env
 
 # tool -> Debian package providing it
 SYSTEM_TOOLS: dict[str, str] = {
@@ -31,6 +31,7 @@ SYSTEM_TOOLS: dict[str, str] = {
     "ffprobe": "ffmpeg",
     "initdb": "postgresql",
     "prometheus": "prometheus",
+    "aplay": "alsa-utils",  # for its /usr/share/sounds/alsa/*.wav: real speech the loudness tests render
 }
 EXIT_TOOL_MISSING = 7
 
@@ -60,8 +61,8 @@ def provision(ci: bool) -> int:
         apt_install(sorted({SYSTEM_TOOLS[t] for t in missing}))
         missing = _missing_tools()
     if missing:
-        packages = " ".join(sorted({SYSTEM_TOOLS[t] for t in missing}))
-        message = f"missing system tools: {', '.join(missing)}. Install them with: sudo apt-get install {packages}"
+        packages = sorted({SYSTEM_TOOLS[t] for t in missing})
+        message = f"missing system tools: {', '.join(missing)}. Install them with: {install_hint(packages)}"
         if ci:
             say(f"ERROR: {message} (CI=true: a missing tool is a failure)")
             return EXIT_TOOL_MISSING

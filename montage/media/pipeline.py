@@ -18,7 +18,15 @@ from montage.errors import MediaError, UsageError
 from montage.media.analysis import Analysis, analyse
 from montage.media.ffmpeg import FFmpegTools
 from montage.media.plan import Caption, EditPlan, Effects, Loudness, PlanSegment, PlanSource, RenderSettings, Selector
-from montage.media.render import Verification, has_output_audio, measure_loudness, output_size, render, verify_loudness
+from montage.media.render import (
+    Verification,
+    has_output_audio,
+    measure_loudness,
+    output_size,
+    render,
+    require_caption_font,
+    verify_loudness,
+)
 from montage.media.rover import Word, load_and_fuse
 from montage.media.story_beats import Selection, select
 from montage.media.video_processor import MediaInfo, file_sha256, probe
@@ -326,13 +334,15 @@ def render_plan(
     plan: EditPlan, infos: list[MediaInfo], tools: FFmpegTools, output: Path, stages: StageReporter
 ) -> Verification | None:
     """Measure loudness, render, verify: the montage at ``output``."""
-    measurement = None
+    if plan.effects.captions:
+        require_caption_font()
+    normalisation = None
     if has_output_audio(plan):
         report = stages.start("measure")
-        measurement = measure_loudness(plan, infos, tools, report)
+        normalisation = measure_loudness(plan, infos, tools, report)
         stages.done()
     report = stages.start("render")
-    render(plan, infos, tools, output, measurement=measurement, progress=report)
+    render(plan, infos, tools, output, normalisation=normalisation, progress=report)
     stages.done()
     if not has_output_audio(plan):
         return None

@@ -1,47 +1,34 @@
 """Render an edit plan: cut, frame, fade, concatenate and loudness-normalise in one encode.
 
-Two ffmpeg runs in total: an audio-only pass that measures the montage's loudness (loudnorm's
-first pass, JSON on stderr), then one ``filter_complex`` that cuts every segment, frames it for the
-target aspect, applies fades / crossfades / captions, concatenates, applies loudnorm with the
-measured values and encodes H.264/AAC MP4 with faststart.  Graphs are built with ffmpeg-python,
-compiled to argv and run by :func:`montage.media.ffmpeg.run_ffmpeg`.  The output appears atomically
-(temp file in the same directory, then ``os.replace``); temp files go on success and failure.
+The audio-only passes of :func:`measure_loudness` measure the montage's mix and decide its gain
+(:mod:`montage.media.loudness`: one constant gain, a true-peak limiter only when the peaks need it);
+then one ``filter_complex`` cuts every segment, frames it for the target aspect, applies fades /
+crossfades / captions, concatenates, applies that gain and encodes H.264/AAC MP4 with faststart.
+Graphs are built with ffmpeg-python, compiled to argv and run by :func:`montage.media.ffmpeg.run_ffmpeg`.
+The output appears atomically (temp file in the same directory, then ``os.replace``); temp files go
+on success and failure.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from montage.errors import MediaError
+from montage.core import proc
+from montage.core.files import current_umask
+from montage.errors import ToolMissing
+from montage.media import loudness
 from montage.media.ffmpeg import FFmpegTools, ProgressCallback, filter_path, run_ffmpeg
+from montage.media.loudness import SILENT_LUFS, LoudnessMeasurement, Normalisation
 from montage.media.plan import EditPlan
 from montage.media.video_processor import MediaInfo
 
-SILENT_LUFS = -70.0
 FRAME_THREAD_SEGMENTS = 8  # above this many segments, decoders run single-threaded to bound memory
 LOUDNESS_TOLERANCE_LU = 1.0
-_INTEGRATED_RE = re.compile(r"Integrated loudness:\s*\n\s*I:\s*(-?[\d.]+|-inf|nan)\s*LUFS")
-
-
-@dataclass(frozen=True)
-class LoudnessMeasurement:
-    input_i: float
-    input_tp: float
-    input_lra: float
-    input_thresh: float
-    target_offset: float
-
-    @property
-    def silent(self) -> bool:
-        return not math.isfinite(self.input_i) or self.input_i <= SILENT_LUFS
 
 
 @dataclass(frozen=True)
@@ -106,7 +93,9 @@ def _segment_inputs(
             video = v.filter("setpts", "PTS-STARTPTS")
         if with_audio:
             if info.has_audio:
-                a = inp["a:0"].filter("asetpts", "PTS-STARTPTS")
+                # Not PTS-STARTPTS: audio that starts after the cut (a late audio stream) must keep its
+                # offset, so the gap is filled with silence from t=0 instead of pulling the sound early.
+                a = inp["a:0"].filter("aresample", **{"async": 1, "first_pts": 0})
             else:
                 a = ffmpeg.input(f"anullsrc=r=48000:cl=stereo:d={dur + 0.25:.6f}", f="lavfi")["a"]
             a = a.filter("aresample", 48000).filter("aformat", sample_fmts="fltp", channel_layouts="stereo")
@@ -169,54 +158,36 @@ def has_output_audio(plan: EditPlan) -> bool:
     return any(s.has_audio for s in plan.sources)
 
 
-def measure_loudness(
-    plan: EditPlan, infos: list[MediaInfo], tools: FFmpegTools, progress: ProgressCallback | None = None
-) -> LoudnessMeasurement:
-    """Loudnorm's first pass over the montage's audio (exactly the audio the render will normalise).
-
-    The same pass also runs the ``ebur128`` meter: its integrated loudness is what the linear gain is
-    computed from, because loudnorm's own estimate can be off by about 1 LU on material with large
-    level steps, and ``ebur128`` is also what checks the result.
-    """
-    import ffmpeg
-
+def _mix(plan: EditPlan, infos: list[MediaInfo]) -> Any:
+    """The montage's audio exactly as the render builds it: cut, downmixed to stereo 48 kHz, faded, joined."""
     parts = _segment_inputs(plan, infos, with_video=False, with_audio=True)
     _, audio = _join(plan, parts, with_video=False, with_audio=True)
     _, audio = _fades(plan, None, audio)
+    return audio
+
+
+def measure_loudness(
+    plan: EditPlan, infos: list[MediaInfo], tools: FFmpegTools, progress: ProgressCallback | None = None
+) -> Normalisation:
+    """Measure the montage's mix (and, when its peaks need limiting, the limited chain) and decide the gain.
+
+    Every measurement is an audio-only ffmpeg run of the same graph the render uses, metered by
+    ``ebur128`` (integrated loudness, true peak); see :mod:`montage.media.loudness`.
+    """
+    import ffmpeg
+
     target = plan.render.loudness
-    split = audio.filter_multi_output("asplit")
-    normed = split[0].filter("loudnorm", I=target.integrated, TP=target.true_peak, LRA=target.lra, print_format="json")
-    metered = split[1].filter("ebur128")
-    spec = ffmpeg.merge_outputs(ffmpeg.output(normed, "-", f="null"), ffmpeg.output(metered, "-", f="null"))
-    run = run_ffmpeg(tools, _compile(spec), what="loudness measurement", total_s=plan.duration, progress=progress)
-    measured = parse_loudnorm_json(run.stderr)
-    reference = _integrated(run.stderr)
-    if reference is not None and not measured.silent:
-        measured = LoudnessMeasurement(
-            reference, measured.input_tp, measured.input_lra, measured.input_thresh, measured.target_offset
-        )
-    return measured
 
+    def measure(gain_db: float | None, limit: bool) -> LoudnessMeasurement:
+        audio = _mix(plan, infos)
+        if gain_db is not None:
+            audio = loudness.apply(audio, gain_db, limit, target.true_peak)
+        metered = audio.filter("ebur128", peak="true")
+        spec = ffmpeg.output(metered, "-", f="null")
+        run = run_ffmpeg(tools, _compile(spec), what="loudness measurement", total_s=plan.duration, progress=progress)
+        return loudness.parse_ebur128(run.stderr)
 
-def parse_loudnorm_json(stderr: str) -> LoudnessMeasurement:
-    """The JSON block loudnorm prints on stderr at the end of a run."""
-    start = stderr.rfind("{")
-    end = stderr.rfind("}")
-    if start < 0 or end < start:
-        raise MediaError("loudnorm printed no measurement; cannot normalise the audio.", stderr_tail=stderr[-2000:])
-    try:
-        data = json.loads(stderr[start : end + 1])
-        return LoudnessMeasurement(
-            input_i=float(data["input_i"]),
-            input_tp=float(data["input_tp"]),
-            input_lra=float(data["input_lra"]),
-            input_thresh=float(data["input_thresh"]),
-            target_offset=float(data["target_offset"]),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise MediaError(
-            f"loudnorm's measurement is not the expected JSON: {exc}.", stderr_tail=stderr[-2000:]
-        ) from exc
+    return loudness.normalisation(measure, target.integrated, target.true_peak)
 
 
 def _ass_time(t: float) -> str:
@@ -252,16 +223,45 @@ def write_ass(plan: EditPlan, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+FONT_PACKAGE = "fonts-dejavu-core"  # the captions' style names DejaVu Sans
+_FONT_DIRS = ["/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts"]
+
+
+def require_caption_font() -> None:
+    """Raise :class:`ToolMissing` (exit 7) before any rendering when no font is there to burn captions with.
+
+    libass finds fonts through fontconfig; with none, ffmpeg renders the montage without the captions
+    and says nothing.  ``fc-list`` (honouring ``FONTCONFIG_FILE``) is asked; without fontconfig's
+    tools, the usual font directories are looked in.
+    """
+    fc_list = shutil.which("fc-list")
+    if fc_list is not None:
+        try:
+            found = proc.run([fc_list, ":", "family"], timeout_s=60).stdout.strip()
+        except OSError:
+            found = ""
+        where = "fontconfig (fc-list) lists no fonts"
+    else:
+        dirs = [Path(d).expanduser() for d in _FONT_DIRS]
+        found = next((str(f) for d in dirs if d.is_dir() for f in d.rglob("*.[ot]tf")), "")
+        where = "there are no fonts in " + ", ".join(_FONT_DIRS)
+    if not found:
+        raise ToolMissing(
+            f"--captions needs a font to burn the captions in with, and {where}.",
+            hint=f"Install one with: apt-get install --no-install-recommends {FONT_PACKAGE} (then run again).",
+        )
+
+
 def render(
     plan: EditPlan,
     infos: list[MediaInfo],
     tools: FFmpegTools,
     output: Path,
     *,
-    measurement: LoudnessMeasurement | None,
+    normalisation: Normalisation | None,
     progress: ProgressCallback | None = None,
 ) -> None:
-    """The single encode: every segment, effects, loudnorm (second pass) -> ``output`` (atomic)."""
+    """The single encode: every segment, effects, the loudness normalisation -> ``output`` (atomic)."""
     import ffmpeg
 
     with_audio = has_output_audio(plan)
@@ -290,25 +290,14 @@ def render(
             "f": "mp4",
         }
         if with_audio:
-            target = plan.render.loudness
-            if measurement is not None and not measurement.silent:
-                audio = audio.filter(
-                    "loudnorm",
-                    I=target.integrated,
-                    TP=target.true_peak,
-                    LRA=target.lra,
-                    measured_I=f"{measurement.input_i:.2f}",
-                    measured_TP=f"{measurement.input_tp:.2f}",
-                    measured_LRA=f"{measurement.input_lra:.2f}",
-                    measured_thresh=f"{measurement.input_thresh:.2f}",
-                    offset=f"{measurement.target_offset:.2f}",
-                    linear="true",
-                )
+            if normalisation is not None and not normalisation.silent:
+                audio = loudness.apply(audio, normalisation.gain_db, normalisation.limit, normalisation.ceiling_db)
             audio = audio.filter("aresample", 48000).filter("aformat", channel_layouts="stereo")
             streams.append(audio)
             out_opts.update({"acodec": "aac", "audio_bitrate": plan.render.audio_bitrate, "ar": 48000})
         args = _compile(ffmpeg.output(*streams, "file:" + str(tmp), **out_opts))
         run_ffmpeg(tools, args, what=f"render of {output}", total_s=plan.duration, progress=progress)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600; the montage is an ordinary output
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
@@ -323,12 +312,8 @@ def measure_integrated(tools: FFmpegTools, path: Path) -> float | None:
 
 
 def _integrated(stderr: str) -> float | None:
-    """The integrated loudness in ebur128's summary (None when silent or absent)."""
-    # The last summary: ffmpeg may configure (and tear down, printing a summary) a graph more than once.
-    found = _INTEGRATED_RE.findall(stderr)
-    if not found or found[-1] in {"-inf", "nan"}:
-        return None
-    value = float(found[-1])
+    """The integrated loudness in ebur128's last summary (None when silent or absent)."""
+    value = loudness.parse_ebur128(stderr).input_i
     return value if value > SILENT_LUFS else None
 
 

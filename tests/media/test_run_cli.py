@@ -99,6 +99,27 @@ def test_vertical_crossfade_captions_transcript(
     assert abs(plan.duration - 8.0) < 0.05
 
 
+def test_captions_without_a_font_are_refused_before_rendering(
+    story_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fontconfig pointed at an empty configuration: exit 7 naming the package, no montage written."""
+    plan_path = tmp_path / "cap.json"
+    assert _run(capsys, str(story_clip), "-o", str(plan_path), "--plan-only", "--duration", "3")[0] == 0
+    raw = json.loads(plan_path.read_text())
+    raw["effects"]["captions"] = [{"start": 0.5, "end": 2.5, "text": "a caption"}]
+    plan_path.write_text(json.dumps(raw))
+    conf = tmp_path / "fonts.conf"
+    conf.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig></fontconfig>\n')
+    monkeypatch.setenv("FONTCONFIG_FILE", str(conf))
+    out = tmp_path / "c.mp4"
+    code, _, err = _run(capsys, "--from-plan", str(plan_path), "-o", str(out))
+    assert code == 7, err
+    assert "needs a font" in err and "apt-get install --no-install-recommends fonts-dejavu-core" in err
+    assert not out.exists() and not leftover_temp_files(tmp_path)
+    monkeypatch.delenv("FONTCONFIG_FILE")
+    assert _run(capsys, "--from-plan", str(plan_path), "-o", str(out))[0] == 0  # with the fonts back: renders
+
+
 def test_video_only_input(
     make_clip: Callable[..., Path], tools: FFmpegTools, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -250,6 +271,28 @@ def test_works_without_system_ffmpeg(tmp_path: Path) -> None:
     assert summary["loudness"]["verdict"] == "PASS" and out.is_file()
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_honour_the_umask(umask: int, tmp_path: Path) -> None:
+    """The montage, plan, EDL, XML and OTIO get 0666 minus the umask, like any file the user makes (not 0600)."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    asset = Path(__file__).resolve().parents[1] / "assets" / "minimal.mp4"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONTAGE_")}
+    env["MONTAGE_MEDIA__CACHE_DIR"] = str(tmp_path / "cache")
+    out = tmp_path / "m.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "montage", "run", str(asset), "-o", str(out), "--duration", "2"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path, umask=umask,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    outputs = [out, tmp_path / "m.plan.json", tmp_path / "m.edl", tmp_path / "m.xml", tmp_path / "m.otio"]
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in outputs}
+    assert modes == {p.name: oct(0o666 & ~umask) for p in outputs}
+
+
 def _frame(tools: FFmpegTools, path: Path, t: float) -> bytes:
     import subprocess
 
@@ -384,22 +427,6 @@ def test_many_short_segments(
     assert code == 0, err
     assert data["segments"] == n
     assert_done_when(tools, out, duration=0.5 * n, aspect="16:9", lufs=-16.0)
-
-
-def test_unreachable_loudness_fails_honestly(
-    make_clip: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Clicks with a huge crest factor cannot reach -8 LUFS under a -1.5 dBTP ceiling: the check says FAIL, exit 1."""
-    clip = make_clip(
-        "clicks.mp4", video="testsrc2=s=160x90:r=25:d=6",
-        audio="aevalsrc=exprs='if(lt(mod(t\\,0.5)\\,0.003)\\,0.95\\,0.003*random(0))':s=48000:d=6",
-    )  # fmt: skip
-    out = tmp_path / "clicks.mp4"
-    code = main(["run", str(clip), "-o", str(out), "--duration", "4", "--loudness", "-8"])
-    captured = capsys.readouterr()
-    assert code == 1
-    assert "loudness:  FAIL" in captured.out and "loudness check failed" in captured.err
-    assert out.is_file()  # the render itself is complete and kept; the summary says it misses the target
 
 
 def test_crop_follows_motion(

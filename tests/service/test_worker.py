@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,10 @@ async def test_worker_renders_a_real_clip(db: Database, clip: Path, tmp_path: Pa
     assert abs(float(out) - 2.0) < 0.2
 
 
-async def test_renderer_failure_keeps_stderr_tail(db: Database, tmp_path: Path) -> None:
+async def test_renderer_failure_keeps_stderr_tail(
+    db: Database, tmp_path: Path, require_tool: Callable[[str, str], str]
+) -> None:
+    require_tool("ffmpeg", "ffmpeg")  # the executor runs ffmpeg on the bad file: without one, skip (fail in CI)
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"this is not a video")
     job_id = await _submit(db, bad)
