@@ -31,10 +31,13 @@ def measure_command(pytest_args: list[str]) -> str:
 
 # The roadmap's names -> Montage's modules (the old system's classes are parts of these today).
 MAPPING: dict[str, tuple[list[str], str]] = {
-    "AudioNormalizer": (["montage/media/render.py"], "two-pass EBU R128 loudnorm (measure_loudness, render)"),
+    "AudioNormalizer": (
+        ["montage/media/loudness.py", "montage/media/render.py"],
+        "EBU R128 measurement, one measured gain, true-peak limiter (loudness.py; applied in render.py)",
+    ),
     "ROVER": (["montage/media/rover.py"], "transcript fusion"),
     "StoryBeats": (["montage/media/story_beats.py", "montage/media/llm.py"], "beats + the LLM provider clients"),
-    "MemoryManager": (["montage/runtime/memory_manager.py"], "cgroup-aware memory"),
+    "MemoryManager": (["montage/runtime/memory_manager.py", "montage/core/cgroup.py"], "cgroup-aware memory"),
     "VideoEffects": (["montage/media/render.py"], "crop, fades, crossfades, captions in the render graph"),
     "infrastructure": (
         ["montage/media/ffmpeg.py", "montage/errors.py", "montage/settings.py"],
