@@ -20,10 +20,10 @@ def run(args: argparse.Namespace) -> int:
 
     from montage.db.database import Database
     from montage.db.errors import translate_db_errors
-    from montage.jobs.executor import executor_from_settings
-    from montage.jobs.worker import Worker, WorkerConfig, install_drain_handlers
     from montage.service.logs import setup_logging
     from montage.settings import load_settings
+    from montage.workers.executor import executor_from_settings
+    from montage.workers.worker import Worker, WorkerConfig, install_drain_handlers
 
     loaded = load_settings()
     settings = loaded.settings

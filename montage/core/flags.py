@@ -55,7 +55,7 @@ REGISTRY: dict[str, FlagSpec] = {
                  "false disables the perf guard (nox -s perf, invoke perf.guard, the perf_guard check)"),
         FlagSpec("SUBMISSIONS_PAUSED", bool, False, "montage.service.public",
                  "true makes POST /v1/public/jobs answer 503 submissions_paused"),
-        FlagSpec("WORKERS_PAUSED", bool, False, "montage.jobs.worker", "true stops workers claiming new jobs"),
+        FlagSpec("WORKERS_PAUSED", bool, False, "montage.workers.worker", "true stops workers claiming new jobs"),
         FlagSpec("ZOMBIE_REAPER_ENABLED", bool, True, "montage.runtime (phase 6)",
                  "false disables the service's orphan reaper (phase 6 rollback)"),
         FlagSpec("API_SPLIT_ADMIN_PORT", int, None, "montage.service.split (phase 4)",

@@ -49,7 +49,7 @@ def stop_stale(pid_file: Path, grace_s: float) -> list[int]:
     recorded in ``pid_file`` with the same start time and a ``montage worker --id`` command line are
     touched, and none while the recorded serve is still alive (another serve on this data directory).
     """
-    from montage.jobs.worker import process_cmdline
+    from montage.workers.worker import process_cmdline
 
     try:
         record = json.loads(pid_file.read_text(encoding="utf-8"))

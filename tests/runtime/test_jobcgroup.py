@@ -12,9 +12,9 @@ from montage.core import cgroupfs
 from montage.core.cgroupfs import Cgroup
 from montage.db import jobs, migrate
 from montage.db.database import Database, make_engine
-from montage.jobs.executor import JobSpec
-from montage.jobs.worker import MEMORY_NAME, Worker, WorkerConfig
 from montage.runtime.jobcgroup import JOB_PREFIX, JobCgroups, oom_message, own_memory_cgroup
+from montage.workers.executor import JobSpec
+from montage.workers.worker import MEMORY_NAME, Worker, WorkerConfig
 
 from .conftest import V1_MOUNTINFO, V2_MOUNTINFO, FakeRoot
 

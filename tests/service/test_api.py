@@ -161,8 +161,8 @@ def test_result_and_plan_download_then_410_after_retention(live: Live, clip: Pat
     import asyncio
 
     from montage.db.database import Database, make_engine
-    from montage.jobs.executor import FfmpegTrimExecutor
-    from montage.jobs.worker import Worker, WorkerConfig
+    from montage.workers.executor import FfmpegTrimExecutor
+    from montage.workers.worker import Worker, WorkerConfig
 
     with clip.open("rb") as fh:
         job = live.client.post("/v1/public/jobs", files={"file": ("c.mp4", fh)}, data={"duration": "2"}).json()

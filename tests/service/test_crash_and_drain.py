@@ -18,7 +18,7 @@ from montage.core.loopback import free_port
 from montage.db import jobs
 from montage.db.database import Database, make_engine
 from montage.db.models import JobEvent
-from montage.jobs.worker import process_cmdline
+from montage.workers.worker import process_cmdline
 from tests.service.conftest import service_env, wait_for
 
 pytestmark = pytest.mark.slow

@@ -19,14 +19,14 @@ import pytest
 from montage.cli import main
 from montage.db import flagstore, jobs
 from montage.db.database import Database, make_engine
-from montage.jobs.executor import FfmpegTrimExecutor
-from montage.jobs.worker import Worker, WorkerConfig
 from montage.ops import sessions
 from montage.ops.checks import load_kind
 from montage.ops.checks.base import CheckContext
 from montage.ops.perf import cli as perf_cli
 from montage.ops.perf import policy
 from montage.settings import use_settings_v2
+from montage.workers.executor import FfmpegTrimExecutor
+from montage.workers.worker import Worker, WorkerConfig
 
 from .conftest import Live, ServerThread
 

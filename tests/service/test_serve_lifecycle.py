@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from montage.jobs.worker import process_cmdline
 from montage.service.supervisor import PID_FILE, _start_ticks
+from montage.workers.worker import process_cmdline
 from tests.service.conftest import service_env, wait_for
 
 pytestmark = pytest.mark.slow

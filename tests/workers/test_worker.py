@@ -12,8 +12,8 @@ import pytest
 
 from montage.db import jobs
 from montage.db.database import Database, make_engine
-from montage.jobs.executor import FfmpegTrimExecutor, JobSpec, MontageRunExecutor
-from montage.jobs.worker import Worker, WorkerConfig, process_cmdline
+from montage.workers.executor import FfmpegTrimExecutor, JobSpec, MontageRunExecutor
+from montage.workers.worker import Worker, WorkerConfig, process_cmdline
 
 pytestmark = pytest.mark.anyio
 
@@ -120,7 +120,7 @@ async def test_retention_removes_old_files(db: Database, clip: Path, tmp_path: P
 
 
 def test_montage_run_executor_argv() -> None:
-    from montage.jobs.executor import JobSpec
+    from montage.workers.executor import JobSpec
 
     spec = JobSpec("j", Path("/in.mp4"), 20.0, "9:16", Path("/out/.a.mp4"), Path("/out/.a.plan.json"))
     argv = MontageRunExecutor().argv(spec)

@@ -12,7 +12,7 @@ import pytest
 from montage.ops.checks import canary as kind
 from montage.ops.checks.base import CheckContext, Verdict
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 INJECT = "    db = database if database is not None else Database.from_settings(loaded.settings)\n"
 
 

@@ -59,7 +59,7 @@ def test_table_counts_each_scenario() -> None:
 
 
 def test_code_patch_edits_the_candidates_render_module(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     target = tmp_path / calibrate.RENDER_FILE
     target.parent.mkdir(parents=True)
     target.write_text((repo / calibrate.RENDER_FILE).read_text(encoding="utf-8"), encoding="utf-8")

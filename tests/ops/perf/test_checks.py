@@ -23,7 +23,7 @@ from montage.ops.stats import Verdict as StatsVerdict
 
 from .test_guard import BASE, SAME, SLOWER, _baseline_doc, sample
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _ctx(tmp_path: Path, repo: Path) -> CheckContext:

@@ -33,8 +33,8 @@ from montage.db import flagstore, jobs
 from montage.db.database import Database
 from montage.db.models import utcnow
 from montage.errors import MontageError
-from montage.jobs.executor import Executor, JobSpec
 from montage.runtime.jobcgroup import JobCgroup, JobCgroups, oom_message
+from montage.workers.executor import Executor, JobSpec
 
 if TYPE_CHECKING:
     from montage.settings import Settings

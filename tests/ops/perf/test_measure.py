@@ -134,7 +134,7 @@ def test_the_committed_reference_workload_runs_through_montage_run(
     ffmpeg_tools: tuple[str, str], tmp_path: Path
 ) -> None:
     """The real workload: the reference clip rendered by `montage run --from-plan` with this tree's plan."""
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     runner = Runner.prepare(tmp_path)
     assert runner.clip.frames == 360
     side = make_side("candidate", repo)

@@ -1,0 +1,5 @@
+"""The worker's tests share the service's database and clip fixtures."""
+
+from tests.service.conftest import clip, sqlite_db_url
+
+__all__ = ["clip", "sqlite_db_url"]
