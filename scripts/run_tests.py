@@ -32,6 +32,8 @@ SYSTEM_TOOLS: dict[str, str] = {
     "initdb": "postgresql",
     "prometheus": "prometheus",
     "aplay": "alsa-utils",  # for its /usr/share/sounds/alsa/*.wav: real speech the loudness tests render
+    "redis-server": "redis-server",  # the Celery engine's broker in the worker tests
+    "chromium": "chromium",  # opens the HTML reports in the report tests
 }
 EXIT_TOOL_MISSING = 7
 
