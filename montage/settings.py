@@ -191,6 +191,12 @@ class OpsSettings(_Section):
     phases_dir: Path = Path("phases")
     bundles_dir: Path = Path("proofs")
     flags_file: Path = DEFAULT_FLAGS_PATH  # montage.core.flags.flags_path resolves it
+    # Signed bundles (montage.ops.signing reads these same MONTAGE_OPS__* names): the private key's file
+    # (default $XDG_CONFIG_HOME/montage/signing-key.pem), or the PEM itself (a CI secret), and whether an
+    # unsigned/untrusted PASS satisfies depends_on (auto: not once proofs/keys/ holds a key).
+    signing_key: Path | None = None
+    signing_key_pem: SecretStr | None = None
+    require_signatures: Literal["auto", "always", "never"] = "auto"
 
 
 class Settings(BaseSettings):

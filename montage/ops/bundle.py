@@ -8,8 +8,9 @@ Layout (``proofs/`` is ``MONTAGE_OPS__BUNDLES_DIR`` or ``<repo>/proofs``)::
     proofs/.locks/phase-NN.lock          held while a phase runs (git-ignored)
 
 A bundle holds ``manifest.json`` (+ ``manifest.sha256``), ``phase.json`` (the definition judged),
-``summary.md``, ``steps/<id>.log`` and ``evidence/<check-id>/...``.  It is built in a temporary
-directory next to ``runs/`` and renamed into place only when complete, so an interrupted or killed
+``summary.md``, ``steps/<id>.log``, ``evidence/<check-id>/...`` and, when a signing key is configured,
+``bundle.dsse.json`` (the signed in-toto statement of all of them, :mod:`montage.ops.signing`).  It is
+built in a temporary directory next to ``runs/`` and renamed into place only when complete, so an interrupted or killed
 run never leaves a bundle (let alone a PASS).
 """
 
@@ -36,6 +37,8 @@ from montage.ops.model import describe_errors
 
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
+ENVELOPE = "bundle.dsse.json"  # the DSSE envelope signing the manifest (montage.ops.signing)
+UNHASHED = (MANIFEST, MANIFEST_SUM, ENVELOPE)  # the manifest cannot hash itself or what signs it
 KEEP_RUNS = 10
 TMP_PREFIX = ".tmp-"
 
@@ -135,9 +138,9 @@ def walk(bundle: Path) -> tuple[list[str], list[str]]:
 
 
 def hash_files(bundle: Path) -> dict[str, str]:
-    """sha256 of every regular file in the bundle except the manifest pair (symlinks are skipped)."""
+    """sha256 of every regular file in the bundle except the manifest pair and the envelope (symlinks are skipped)."""
     files, _ = walk(bundle)
-    return {rel: sha256_file(bundle / rel) for rel in files if rel not in (MANIFEST, MANIFEST_SUM)}
+    return {rel: sha256_file(bundle / rel) for rel in files if rel not in UNHASHED}
 
 
 def write_manifest(bundle: Path, manifest: Manifest) -> Manifest:
@@ -146,7 +149,6 @@ def write_manifest(bundle: Path, manifest: Manifest) -> Manifest:
     text = manifest.to_json()
     (bundle / MANIFEST).write_text(text, encoding="utf-8")
     (bundle / MANIFEST_SUM).write_text(hashlib.sha256(text.encode()).hexdigest() + "  manifest.json\n", "utf-8")
-    # seam (issue 12, Build 1): the DSSE envelope signing this manifest is written here
     return manifest
 
 
@@ -228,7 +230,7 @@ def integrity_problems(bundle: Path) -> list[str]:
         return [*problems, str(exc)]
     files, odd = walk(bundle)
     problems += odd
-    actual = {rel: sha256_file(bundle / rel) for rel in files if rel not in (MANIFEST, MANIFEST_SUM)}
+    actual = {rel: sha256_file(bundle / rel) for rel in files if rel not in UNHASHED}
     recorded = manifest.files
     for rel in sorted(recorded.keys() | actual.keys()):
         if rel not in actual:

@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", parents=[common], help="re-hash and re-judge a bundle ('all' for every phase)")
     verify.add_argument("phase", nargs="?", help="a phase number or 'all' (not needed with --bundle)")
     verify.add_argument("--bundle", type=Path, default=None, help="verify this bundle directory instead of latest/")
+    resign = sub.add_parser("resign", parents=[common], help="re-judge a bundle, then sign it with the current key")
+    resign.add_argument("phase", help="a phase number or 'all'")
+    keys = sub.add_parser("keys", parents=[common], help="signing keys: new, list, revoke")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    knew = keys_sub.add_parser("new", parents=[common], help="create a key pair (private key outside the repo)")
+    knew.add_argument("--name", default=None, help="who signs with it (default: user@host)")
+    keys_sub.add_parser("list", parents=[common], help="trusted keys, revocations and the configured key")
+    krev = keys_sub.add_parser("revoke", parents=[common], help="revoke a key: its signatures are rejected")
+    krev.add_argument("key", help="a key id (a unique prefix is enough) or name")
+    krev.add_argument("--reason", default="", help="why (recorded in the committed revocation file)")
     rollback = sub.add_parser("rollback", parents=[common], help="print a phase's rollback plan; --yes executes it")
     rollback.add_argument("phase")
     rollback.add_argument("--yes", action="store_true", help="execute the plan")
@@ -138,18 +148,28 @@ def cmd_list(ctx: Ctx) -> int:
 
 
 def cmd_status(ctx: Ctx) -> int:
+    from montage.ops import signing
     from montage.ops.bundle import ProofsLayout
     from montage.ops.loader import load_roadmap
     from montage.ops.status import roadmap_status
 
+    required = signing.signatures_required(signing.load_trust(ctx.proofs_dir))
     statuses = roadmap_status(load_roadmap(ctx.phases_dir), ProofsLayout(ctx.proofs_dir), ctx.root)
     for st in statuses:
         when = st.date or "-"
         commit = (st.commit or "-")[:10] + ("+dirty" if st.dirty else "")
         forced = " (forced)" if st.forced and st.state != "OVERRIDDEN" else ""
-        ctx.out(f"{st.id:>2}  {st.slug:<28} {st.state + forced:<12} {when:<21} {commit:<16} {st.bundle or '-'}")
+        sig = f"SIGNED by {st.signed_by}" if st.signature == "SIGNED" else st.signature or "-"
+        ctx.out(f"{st.id:>2}  {st.slug:<28} {st.state + forced:<12} {when:<21} {commit:<16} {st.bundle or '-'}  {sig}")
         for reason in st.reasons[:6]:
             ctx.out(f"      - {reason}")
+        if st.signature in ("UNTRUSTED", "FORGED"):
+            ctx.out(f"      - signature {st.signature}: {st.signature_reason}")
+    ctx.out(
+        "signatures: "
+        + ("required: only a PASS signed by a trusted key satisfies depends_on" if required else "not required")
+        + f" ({signing.ENV_REQUIRE}; trusted keys: {signing.keys_dir(ctx.proofs_dir)})"
+    )
     ctx.emit([st.as_dict() for st in statuses])
     return ExitCode.OK
 
@@ -179,11 +199,14 @@ def _run_or_gate(ctx: Ctx, mode: str) -> int:
 
 
 def cmd_verify(ctx: Ctx) -> int:
-    from montage.ops.bundle import ProofsLayout
+    from montage.ops import signing
+    from montage.ops.bundle import ProofsLayout, load_manifest
     from montage.ops.loader import load_roadmap
     from montage.ops.status import phase_of_path, verify_bundle
 
     layout = ProofsLayout(ctx.proofs_dir)
+    trust = signing.load_trust(ctx.proofs_dir)
+    required = signing.signatures_required(trust)
     targets: list[tuple[str, Path]] = []
     if ctx.args.bundle is not None:
         targets.append((str(ctx.args.bundle), ctx.args.bundle))
@@ -196,7 +219,7 @@ def cmd_verify(ctx: Ctx) -> int:
         pid = _phase_number(ctx.args.phase)
         load_roadmap(ctx.phases_dir).get(pid)
         targets.append((f"phase {pid}", layout.latest(pid)))
-    results = []
+    results: list[dict[str, Any]] = []
     code = ExitCode.OK
     for label, path in targets:
         if not path.exists() and not path.is_symlink():
@@ -206,18 +229,54 @@ def cmd_verify(ctx: Ctx) -> int:
                 code = ExitCode.INCONCLUSIVE
             continue
         # a bundle must be of the phase its place names; latest/ holds only phase.run bundles
-        problems = verify_bundle(path, phase_id=phase_of_path(path), mode="run" if path.name == "latest" else None)
-        state = "TAMPERED" if problems else "VERIFIED"
-        results.append({"target": label, "bundle": str(path), "state": state, "problems": problems})
+        problems = verify_bundle(
+            path, phase_id=phase_of_path(path), mode="run" if path.name == "latest" else None, trust=trust
+        )
+        sig = None if problems else signing.check_signature(path, load_manifest(path), trust)
+        if problems:
+            state = "TAMPERED"
+        elif sig is not None and sig.state != "SIGNED" and required:
+            state = sig.state  # UNSIGNED or UNTRUSTED where a trusted key is required: not proof here
+        else:
+            state = "VERIFIED"
+        results.append(
+            {"target": label, "bundle": str(path), "state": state, "problems": problems}
+            | {"signature": sig.state if sig else None, "signed_by": sig.signer if sig else None}
+        )
         if problems:
             code = ExitCode.TAMPERED
             ctx.out(f"{label}: TAMPERED ({path})")
             for p in problems:
                 ctx.out(f"  - {p}")
+            continue
+        assert sig is not None
+        if state != "VERIFIED":
+            code = code if code == ExitCode.TAMPERED else ExitCode.REFUSED
+            ctx.out(f"{label}: {state} ({path}): files and checks re-judge the same, but {sig.reason}")
+            where = phase_of_path(path)
+            ctx.out(
+                f"  - a trusted key is committed under {signing.keys_dir(ctx.proofs_dir)}: re-sign it with "
+                f"`invoke phase.resign {where if where is not None else 'N'}`"
+            )
         else:
-            ctx.out(f"{label}: VERIFIED ({path}): every file matches its sha256 and every check re-judges the same")
+            ctx.out(
+                f"{label}: VERIFIED ({path}), {sig.label}: every file matches its sha256 and every check "
+                "re-judges the same" + ("" if sig.state == "SIGNED" else f" ({sig.reason})")
+            )
     ctx.emit(results)
     return code
+
+
+def cmd_resign(ctx: Ctx) -> int:
+    from montage.ops.signing_cli import resign
+
+    return resign(ctx.root, ctx.phases_dir, ctx.proofs_dir, ctx.args.phase, ctx.out, ctx.emit)
+
+
+def cmd_keys(ctx: Ctx) -> int:
+    from montage.ops.signing_cli import keys
+
+    return keys(ctx.root, ctx.proofs_dir, ctx.args, ctx.out, ctx.emit)
 
 
 def cmd_rollback(ctx: Ctx) -> int:
@@ -373,6 +432,8 @@ COMMANDS: dict[str, Callable[[Ctx], int]] = {
     "run": lambda ctx: _run_or_gate(ctx, "run"),
     "gate": lambda ctx: _run_or_gate(ctx, "gate"),
     "verify": cmd_verify,
+    "resign": cmd_resign,
+    "keys": cmd_keys,
     "rollback": cmd_rollback,
     "schema": cmd_schema,
     "scan": cmd_scan,

@@ -66,6 +66,30 @@ def verify(c: Any, phase: str, json: bool = False) -> None:
     _ops(["verify", str(phase), *_json(json)])
 
 
+@task(help={"phase": "phase number or 'all'", "json": "JSON on stdout"})
+def resign(c: Any, phase: str, json: bool = False) -> None:
+    """Re-judge phase N's bundle (or 'all'), then sign it with the current key."""
+    _ops(["resign", str(phase), *_json(json)])
+
+
+@task(name="new", help={"name": "who signs with it (default: user@host)", "json": "JSON on stdout"})
+def keys_new(c: Any, name: str = "", json: bool = False) -> None:
+    """Create a signing key pair: private key outside the repo (0600), public key under proofs/keys/."""
+    _ops(["keys", "new", *(["--name", name] if name else []), *_json(json)])
+
+
+@task(name="list", help={"json": "JSON on stdout"})
+def keys_list(c: Any, json: bool = False) -> None:
+    """Trusted keys, revocations, this machine's signing key."""
+    _ops(["keys", "list", *_json(json)])
+
+
+@task(name="revoke", help={"key": "key id (unique prefix) or name", "reason": "why", "json": "JSON on stdout"})
+def keys_revoke(c: Any, key: str, reason: str = "", json: bool = False) -> None:
+    """Revoke a key: every signature by it is rejected from now on (commit the revocation file)."""
+    _ops(["keys", "revoke", key, *(["--reason", reason] if reason else []), *_json(json)])
+
+
 @task(help={"phase": "phase number", "yes": "execute the plan", "json": "JSON on stdout"})
 def rollback(c: Any, phase: str, yes: bool = False, json: bool = False) -> None:
     """Print phase N's rollback plan; --yes executes and records it."""
@@ -125,9 +149,13 @@ def _chain_task(name: str, commands: list[list[str]]) -> Task[Any]:
 def build_namespace() -> Collection:
     ns = Collection()
     phase = Collection("phase")
-    for t in (list_, status, run, gate, verify, rollback, schema):
+    for t in (list_, status, run, gate, verify, resign, rollback, schema):
         phase.add_task(t)
     ns.add_collection(phase)
+    keys = Collection("keys")
+    for t in (keys_new, keys_list, keys_revoke):
+        keys.add_task(t)
+    ns.add_collection(keys)
     for name, commands in sorted(INVOKE_TASKS.items()):
         parent = ns
         *groups, _ = name.split(".")

@@ -17,7 +17,7 @@ from montage.core.files import canonical_json
 from montage.core.proc import run_logged
 from montage.errors import ExitCode, ToolMissing
 from montage.ops import bundle as bundles
-from montage.ops import fingerprint
+from montage.ops import fingerprint, signing
 from montage.ops.gate import find_artifacts, judge, run_checks
 from montage.ops.loader import LoadedPhase, Roadmap, load_roadmap
 from montage.ops.manifest import CheckResult, GateVerdict, GitState, Host, Inputs, Manifest, StepRecord, Tools
@@ -176,13 +176,18 @@ def build_manifest(
     )
 
 
-def write_bundle(phase: Phase, opts: RunOptions, tmp: Path, manifest: Manifest) -> Published:
-    """phase.json, summary.md, the manifest; then the bundle moves into runs/ (and latest/ for a run)."""
+def write_bundle(
+    phase: Phase, opts: RunOptions, tmp: Path, manifest: Manifest, signer: signing.BundleSigner | None = None
+) -> Published:
+    """phase.json, summary.md, the manifest, its signed envelope (with a key); then the bundle moves into
+    runs/ (and latest/ for a run), so the envelope is published with the bundle or not at all."""
     (tmp / "phase.json").write_text(
         canonical_json(phase.model_dump(mode="json", by_alias=True), indent=2) + "\n", encoding="utf-8"
     )
     (tmp / "summary.md").write_text(summary_markdown(manifest), encoding="utf-8")
     manifest = bundles.write_manifest(tmp, manifest)
+    if signer is not None:
+        signing.sign_bundle(tmp, manifest, signer)
     bundle = bundles.commit(opts.layout, phase.id, tmp, publish=opts.mode == "run")
     return Published(manifest, bundle)
 
@@ -200,9 +205,17 @@ def render_report(result: Published, opts: RunOptions, out: Printer) -> Manifest
     if m.forced_reasons:
         out("  OVERRIDDEN with --force: " + "; ".join(m.forced_reasons))
     out(f"  bundle: {_display(result.bundle, opts.repo_root)}")
+    out(f"  signature: {_signature_line(result.bundle, m, opts)}")
     if m.mode == "run":
         out(f"  latest: {_display(opts.layout.latest(m.phase_id), opts.repo_root)}")
     return m
+
+
+def _signature_line(bundle: Path, manifest: Manifest, opts: RunOptions) -> str:
+    check = signing.check_signature(bundle, manifest, signing.load_trust(opts.proofs_dir))
+    if check.state == "UNSIGNED":
+        return f"UNSIGNED (no signing key at {signing.key_path()[0]}; create one with `invoke keys.new`)"
+    return check.label if check.state == "SIGNED" else f"{check.state}: {check.reason}"
 
 
 def exit_code(manifest: Manifest) -> int:
@@ -225,10 +238,11 @@ def execute(opts: RunOptions, out: Printer = print) -> tuple[int, Published | No
         return forced, None
     if opts.dry_run:
         return dry_run(lp.phase, opts, forced, out), None
+    signer = signing.configured_signer()  # before any step: a broken key must not cost a whole run
     with bundles.phase_lock(opts.layout, opts.phase_id), bundles.building(opts.layout, opts.phase_id) as tmp:
         started_at = bundles.utc_now()
         steps = run_steps(lp.phase, opts, tmp, out)
         judged = judge_gate(lp.phase, opts, tmp, steps)
         manifest = build_manifest(lp, opts, started_at, forced, steps, judged)
-        result = write_bundle(lp.phase, opts, tmp, manifest)
+        result = write_bundle(lp.phase, opts, tmp, manifest, signer)
     return exit_code(render_report(result, opts, out)), result

@@ -1,7 +1,10 @@
 """Phase states and bundle verification.
 
 State precedence: TAMPERED > STALE > OVERRIDDEN > the bundle's verdict (PASS / FAIL / PARTIAL)
-> NOT RUN.  Only a current, untampered, unforced PASS satisfies ``depends_on``.
+> NOT RUN.  Only a current, untampered, unforced PASS satisfies ``depends_on``; when signatures are
+required (:func:`montage.ops.signing.signatures_required`) it must also be SIGNED by a trusted key.
+Every state comes with the signature's: SIGNED by whom, UNSIGNED, UNTRUSTED or FORGED (a FORGED
+envelope makes the bundle TAMPERED).
 
 Status and ``depends_on`` trust only what they re-judged: every file is re-hashed, and every check is
 re-judged from the evidence stored in the bundle (:func:`verify_bundle`, the same judgement as
@@ -25,7 +28,7 @@ from pydantic import ValidationError
 
 from montage.core.files import atomic_write_text
 from montage.ops import bundle as bundles
-from montage.ops import fingerprint
+from montage.ops import fingerprint, signing
 from montage.ops.checks import KINDS, load_kind
 from montage.ops.gate import find_artifacts, judge
 from montage.ops.loader import LoadedPhase, Roadmap
@@ -49,13 +52,19 @@ class PhaseStatus:
     bundle: str | None = None
     forced: bool = False
     reasons: list[str] = field(default_factory=list)
+    signature: str | None = None  # SIGNED / UNSIGNED / UNTRUSTED / FORGED (None: no bundle, or unreadable)
+    signed_by: str | None = None  # the trusted key's "name (id)" when SIGNED
+    signature_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def phase_status(lp: LoadedPhase, layout: bundles.ProofsLayout, repo_root: Path) -> PhaseStatus:
+def phase_status(
+    lp: LoadedPhase, layout: bundles.ProofsLayout, repo_root: Path, trust: signing.Trust | None = None
+) -> PhaseStatus:
     phase = lp.phase
+    trust = signing.load_trust(layout.root) if trust is None else trust
     out = PhaseStatus(id=phase.id, slug=phase.slug, title=phase.title, state="NOT RUN")
     latest = layout.latest(phase.id)
     if not latest.exists() and not latest.is_symlink():
@@ -69,7 +78,10 @@ def phase_status(lp: LoadedPhase, layout: bundles.ProofsLayout, repo_root: Path)
         out.commit = manifest.git.commit
         out.dirty = manifest.git.dirty
         out.forced = manifest.forced
-    problems = verify_bundle(latest, phase_id=phase.id, mode="run", cache=layout.root / CACHE_DIR)
+    if manifest is not None:
+        sig = signing.check_signature(latest, manifest, trust)
+        out.signature, out.signed_by, out.signature_reason = sig.state, sig.signer, sig.reason
+    problems = verify_bundle(latest, phase_id=phase.id, mode="run", cache=layout.root / CACHE_DIR, trust=trust)
     if problems or manifest is None:
         out.state = "TAMPERED"
         out.reasons = problems
@@ -95,7 +107,8 @@ def phase_status(lp: LoadedPhase, layout: bundles.ProofsLayout, repo_root: Path)
 
 
 def roadmap_status(roadmap: Roadmap, layout: bundles.ProofsLayout, repo_root: Path) -> list[PhaseStatus]:
-    return [phase_status(lp, layout, repo_root) for lp in roadmap.ordered()]
+    trust = signing.load_trust(layout.root)
+    return [phase_status(lp, layout, repo_root, trust) for lp in roadmap.ordered()]
 
 
 def unsatisfied_dependencies(
@@ -103,11 +116,19 @@ def unsatisfied_dependencies(
 ) -> list[str]:
     """Why each dependency does not count as PASS (empty: all satisfied)."""
     out = []
+    trust = signing.load_trust(layout.root)
+    required = signing.signatures_required(trust)
     for dep in phase.deps:
-        st = phase_status(roadmap.get(dep), layout, repo_root)
+        st = phase_status(roadmap.get(dep), layout, repo_root, trust)
         if st.state != Verdict.PASS:
             why = "; ".join(st.reasons[:2])
             out.append(f"phase {dep} ({st.slug}) is {st.state}" + (f": {why}" if why else ""))
+        elif required and st.signature != "SIGNED":
+            out.append(
+                f"phase {dep} ({st.slug}) is PASS but {st.signature} ({st.signature_reason}); a key is trusted "
+                f"under {signing.keys_dir(layout.root)}, so only a bundle signed by a trusted key counts "
+                f"(re-sign it with `invoke phase.resign {dep}`, or set {signing.ENV_REQUIRE}=never)"
+            )
     return out
 
 
@@ -131,13 +152,19 @@ def phase_of_path(bundle: Path) -> int | None:
 
 
 def verify_bundle(
-    bundle: Path, phase_id: int | None = None, mode: str | None = None, cache: Path | None = None
+    bundle: Path,
+    phase_id: int | None = None,
+    mode: str | None = None,
+    cache: Path | None = None,
+    trust: signing.Trust | None = None,
 ) -> list[str]:
     """Re-hash every file and re-judge every check from stored evidence; return the problems.
 
     ``phase_id``/``mode``: what the bundle must be (a bundle copied from another phase, or a
     ``phase.gate`` bundle in ``latest/``, is TAMPERED).  ``cache``: a directory where re-judgements
     are kept by manifest hash (status); without it everything is re-judged (``phase.verify``).
+    ``trust``: the trusted keys; a FORGED envelope is then a problem (None: signatures are not looked at,
+    as ``phase.resign`` re-judges before it replaces the envelope).
     """
     problems = bundles.integrity_problems(bundle)
     if problems:
@@ -150,7 +177,7 @@ def verify_bundle(
         ]
     if mode is not None and manifest.mode != mode:
         return [f"manifest.json records a phase.{manifest.mode} bundle where only phase.{mode} bundles belong"]
-    problems = signature_problems(bundle, manifest)
+    problems = signature_problems(bundle, manifest, trust)
     if problems:
         return problems
     key = hashlib.sha256((bundle / bundles.MANIFEST).read_bytes()).hexdigest() + "-" + _judging_code()
@@ -162,10 +189,13 @@ def verify_bundle(
     return problems
 
 
-def signature_problems(bundle: Path, manifest: Manifest) -> list[str]:
-    """Seam for signed bundles (issue 12, Build 1): the DSSE envelope's signature and signer are
-    checked here.  Nothing is signed yet, so there is nothing to check."""
-    return []
+def signature_problems(bundle: Path, manifest: Manifest, trust: signing.Trust | None) -> list[str]:
+    """A FORGED envelope (malformed, signing another bundle, a trusted key's signature that does not
+    verify) makes the bundle TAMPERED; UNSIGNED and UNTRUSTED are judged by ``depends_on``'s policy."""
+    if trust is None:
+        return []
+    sig = signing.check_signature(bundle, manifest, trust)
+    return [f"signature FORGED: {sig.reason}"] if sig.state == "FORGED" else []
 
 
 def rejudge_problems(bundle: Path, manifest: Manifest) -> list[str]:

@@ -87,6 +87,10 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repo:
     monkeypatch.setenv("MONTAGE_OPS__FLAGS_FILE", str(root / "var" / "flags.json"))
     monkeypatch.delenv("MONTAGE_OPS__PHASES_DIR", raising=False)
     monkeypatch.delenv("MONTAGE_OPS__BUNDLES_DIR", raising=False)
+    # No signing key of the machine's user: a test that signs creates its own (tests/ops/test_signing.py).
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    for name in ("MONTAGE_OPS__SIGNING_KEY", "MONTAGE_OPS__SIGNING_KEY_PEM", "MONTAGE_OPS__REQUIRE_SIGNATURES"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(root)
     return r
 

@@ -16,7 +16,7 @@ def forge(bundle: Path, edit: Callable[[dict[str, Any]], None], rehash_files: bo
         manifest["files"] = {
             p.relative_to(bundle).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(bundle.rglob("*"))
-            if p.is_file() and p.name not in ("manifest.json", "manifest.sha256")
+            if p.is_file() and p.name not in ("manifest.json", "manifest.sha256", "bundle.dsse.json")
         }
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     (bundle / "manifest.json").write_text(text)
