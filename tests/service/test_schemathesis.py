@@ -1,7 +1,10 @@
-"""Property-based API run (schemathesis) against the committed openapi.json, over real HTTP.
+"""Property-based API runs (schemathesis) against the committed openapi.json, over real HTTP.
 
 The app runs without workers; fixed seed (derandomized Hypothesis), bounded examples, explicit
-checks: no 5xx, documented status codes, documented content types, bodies matching the schema.
+checks: no 5xx, documented status codes, documented content types, bodies matching the schema, and
+negative data (values the schema forbids) rejected with a 4xx.  The stateful run chains calls through
+the links schemathesis infers from the schema (create a job, then read it; create a key, then delete it)
+and adds the stateful checks (a deleted resource stays gone, a created one is available).
 """
 
 from __future__ import annotations
@@ -17,15 +20,26 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ensure_resource_availability,
+    negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
+    use_after_free,
 )
 
 from tests.service.conftest import Live
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+STATEFUL_CHECKS = [*CHECKS, use_after_free, ensure_resource_availability]
 EXAMPLES = 15
+STATEFUL_EXAMPLES = 10
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +82,35 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violations(live: Live) -> None:
     assert calls >= len(operations) * 3
     # Public routes take anonymous calls (security `{}`), and any string is a valid job id: nothing to break.
     assert no_negative_space <= {f"/v1/public/jobs/{{job_id}}{tail}" for tail in ("", "/plan", "/result")}
+
+
+def test_schemathesis_stateful_run_finds_no_5xx_and_no_schema_violations(live: Live) -> None:
+    raw = json.loads((ROOT / "openapi.json").read_text())
+    schema = schemathesis.openapi.from_dict(raw)
+    (live.tmp_path / "media" / "clip.mp4").write_bytes(b"x" * 100)
+    machine = schema.as_state_machine()
+    calls: list[tuple[str, str, int]] = []
+
+    class Stateful(machine):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, object]:
+            return {"base_url": live.base_url, "headers": live.admin, "timeout": 30}
+
+        def validate_response(self, response: object, case: schemathesis.Case, **kwargs: object) -> None:
+            calls.append((case.method, case.path, response.status_code))  # type: ignore[attr-defined]
+            case.validate_response(response, checks=STATEFUL_CHECKS, transport_kwargs=kwargs)  # type: ignore[arg-type]
+
+    Stateful.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=6,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    seen = {(method, path, status) for method, path, status in calls}
+    # The run followed inferred links: a job it created was read back, a key it created was deleted.
+    # Without links every job id is random, and a fault behind an existing resource stays unseen.
+    assert ("GET", "/v1/public/jobs/{job_id}", 200) in seen, sorted(seen)
+    assert ("DELETE", "/v1/admin/keys/{key_id}", 204) in seen, sorted(seen)
