@@ -15,7 +15,7 @@ from typing import Literal
 
 from montage.core.files import canonical_json
 from montage.core.proc import run_logged
-from montage.errors import ExitCode, ToolMissing
+from montage.errors import ConfigError, ExitCode, ToolMissing
 from montage.ops import bundle as bundles
 from montage.ops import fingerprint, signing
 from montage.ops.gate import find_artifacts, judge, run_checks
@@ -212,7 +212,10 @@ def render_report(result: Published, opts: RunOptions, out: Printer) -> Manifest
 
 
 def _signature_line(bundle: Path, manifest: Manifest, opts: RunOptions) -> str:
-    check = signing.check_signature(bundle, manifest, signing.load_trust(opts.proofs_dir))
+    try:
+        check = signing.check_signature(bundle, manifest, signing.load_trust(opts.proofs_dir))
+    except ConfigError as exc:  # a malformed file under proofs/keys/: the bundle is written, say why unchecked
+        return f"not checked ({exc.message})"
     if check.state == "UNSIGNED":
         return f"UNSIGNED (no signing key at {signing.key_path()[0]}; create one with `invoke keys.new`)"
     return check.label if check.state == "SIGNED" else f"{check.state}: {check.reason}"

@@ -125,9 +125,10 @@ def unsatisfied_dependencies(
             out.append(f"phase {dep} ({st.slug}) is {st.state}" + (f": {why}" if why else ""))
         elif required and st.signature != "SIGNED":
             out.append(
-                f"phase {dep} ({st.slug}) is PASS but {st.signature} ({st.signature_reason}); a key is trusted "
-                f"under {signing.keys_dir(layout.root)}, so only a bundle signed by a trusted key counts "
-                f"(re-sign it with `invoke phase.resign {dep}`, or set {signing.ENV_REQUIRE}=never)"
+                f"phase {dep} ({st.slug}) is PASS but {st.signature} ({st.signature_reason}); signatures are "
+                f"required (a key is committed under {signing.keys_dir(layout.root)}, or {signing.ENV_REQUIRE}"
+                f"=always), so only a bundle signed by a trusted key counts: re-sign it with "
+                f"`invoke phase.resign {dep}`"
             )
     return out
 
