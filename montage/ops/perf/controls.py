@@ -6,7 +6,7 @@ the perf guard's negative controls (``phase.selftest``) and the conditions of
 ``scripts/calibrate_perf.py``; the size of each is what calibration on this machine measured
 (README, "Perf guard calibration").
 
-* ``cpu-filter``: an extra filter (a box blur, about +15 % of the render stage's CPU) in the render graph: CPU in ffmpeg.
+* ``cpu-filter``: an extra box blur in the render graph (about +15 % of the render stage's CPU): ffmpeg CPU.
 * ``cpu-python``: the render path burns CPU in Python before it starts ffmpeg.
 * ``rss``: the render graph buffers every frame (``reverse``): ffmpeg's peak RSS grows, CPU barely.
 * ``analysis-2x``: the one-decode analysis decodes twice: the plan stage's analysis costs double.
