@@ -71,6 +71,14 @@ def pending(rows: Sequence[dict[str, Any]], runs: int, conditions: Sequence[str]
 def row_of(doc: dict[str, Any], condition: str, patch: str, elapsed: float) -> dict[str, Any]:
     """What the calibration file keeps of one guard report."""
     samples = [s for s in doc["samples"] if not s["warmup"]]
+    ratios: dict[str, dict[str, float]] = {}
+    for stage in dict.fromkeys(s.get("stage", "render") for s in samples):
+        for metric, key in (("cpu", "cpu_fps"), ("rss", "ffmpeg_rss_mb")):
+            c = [s[key] for s in samples if s["side"] == "candidate" and s.get("stage", "render") == stage]
+            b = [s[key] for s in samples if s["side"] == "baseline" and s.get("stage", "render") == stage]
+            pairs = [x / y for x, y in zip(c, b, strict=False)]
+            if pairs:
+                ratios.setdefault(f"{metric}:{stage}", {})["median_pair_ratio"] = statistics.median(pairs)
     loads = [s["loadavg_before"][0] for s in samples] + [s["loadavg_after"][0] for s in samples]
     return {
         "condition": condition,
@@ -81,6 +89,8 @@ def row_of(doc: dict[str, Any], condition: str, patch: str, elapsed: float) -> d
             name: {"verdict": d["verdict"], "interval": d["interval"], "threshold": d["threshold"]}
             for name, d in doc["decisions"].items()
         },
+        "median_pair_ratio": {name: r["median_pair_ratio"] for name, r in ratios.items()},
+        "budget_s": doc["config"]["budget_s"],
         "pairs": sum(1 for s in samples if s["side"] == "candidate" and s.get("stage", "render") == "render"),
         "elapsed_s": round(elapsed, 1),
         "load_1m": {"min": min(loads), "median": statistics.median(loads), "max": max(loads)} if loads else None,
@@ -142,16 +152,16 @@ def calibrate(
 
 
 def _point(row: dict[str, Any], name: str) -> float | None:
-    interval = (row["decisions"].get(name) or {}).get("interval")
-    return float(interval["point"]) if interval else None
+    value = (row.get("median_pair_ratio") or {}).get(name)
+    return float(value) if value is not None else None
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The calibration table (README, "Perf guard calibration"), from the recorded runs."""
     lines = [
-        "| condition | runs | FAIL | PASS | INCONCLUSIVE | target | median ratio plan / render CPU, render RSS "
-        "| pairs median | guard s median / max | load 1m median (min-max) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| condition | runs | FAIL | PASS | INCONCLUSIVE | target | median pair ratio: plan / render CPU-time fps, "
+        "render RSS | pairs median | budget s | guard s median / max | load 1m median (min-max) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for condition in CONDITIONS:
         mine = [r for r in rows if r["condition"] == condition]
@@ -164,13 +174,16 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             return f"{statistics.median(values):.3f}" if values else "n/a"
 
         times = [r["elapsed_s"] for r in mine]
+        budgets = "/".join(sorted({f"{float(r.get('budget_s', 90)):g}" for r in mine}))
         loads = [r["load_1m"]["median"] for r in mine if r.get("load_1m")]
         load = f"{statistics.median(loads):.1f} ({min(loads):.1f}-{max(loads):.1f})" if loads else "n/a"
         lines.append(
             f"| {LABELS.get(condition, condition)} | {len(mine)} | {count['FAIL']} | {count['PASS']} "
             f"| {count['INCONCLUSIVE']} | {TARGET.get(condition, '>= 95 % FAIL')} "
             f"| {med('cpu:plan')} / {med('cpu:render')}, {med('rss:render')} "
-            f"| {statistics.median(r['pairs'] for r in mine):g} | {statistics.median(times):.0f} / {max(times):.0f} "
+            f"| {statistics.median(r['pairs'] for r in mine):g} "
+            f"| {budgets} "
+            f"| {statistics.median(times):.0f} / {max(times):.0f} "
             f"| {load} |"
         )
     return "\n".join(lines)
