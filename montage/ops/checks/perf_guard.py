@@ -20,11 +20,13 @@ from pydantic import Field, field_validator
 
 from montage.core.files import canonical_json
 from montage.core.proc import run_logged
+from montage.ops.checks import _controls as _c
 from montage.ops.checks.base import (
     CheckContext,
     DecisionParams,
     EvidenceError,
     Judgement,
+    NegativeControl,
     Verdict,
     error_judgement,
     present,
@@ -179,3 +181,9 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     }
     reason = "; ".join([doc["reason"], *(f"{name} {d.reason}" for name, d in decisions.items())])
     return Judgement(verdict=Verdict(verdict.value), value=value, expected=expected, reason=reason, evidence=evidence)
+
+
+CONTROLS = (
+    NegativeControl("cpu-filter", "an extra filter in the render graph (~+15 % CPU)", _c.perf("cpu-filter")),
+    NegativeControl("rss", "the render graph buffers every frame (RSS)", _c.perf("rss")),
+)
