@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", parents=[common], help="re-hash and re-judge a bundle ('all' for every phase)")
     verify.add_argument("phase", nargs="?", help="a phase number or 'all' (not needed with --bundle)")
     verify.add_argument("--bundle", type=Path, default=None, help="verify this bundle directory instead of latest/")
+    selftest = sub.add_parser("selftest", parents=[common], help="prove each gate check fails on its negative control")
+    selftest.add_argument("phase", help="phase number or 'all'")
+    selftest.add_argument(
+        "--fast", action="store_true", help="only the fast controls (scans, pytest, command, file, log)"
+    )
+    selftest.add_argument("--no-cache", action="store_true", help="run again although a current result exists")
     rollback = sub.add_parser("rollback", parents=[common], help="print a phase's rollback plan; --yes executes it")
     rollback.add_argument("phase")
     rollback.add_argument("--yes", action="store_true", help="execute the plan")
@@ -150,6 +156,8 @@ def cmd_status(ctx: Ctx) -> int:
         ctx.out(f"{st.id:>2}  {st.slug:<28} {st.state + forced:<12} {when:<21} {commit:<16} {st.bundle or '-'}")
         for reason in st.reasons[:6]:
             ctx.out(f"      - {reason}")
+        if st.selftest:
+            ctx.out(f"      {st.selftest}")
     ctx.emit([st.as_dict() for st in statuses])
     return ExitCode.OK
 
@@ -218,6 +226,26 @@ def cmd_verify(ctx: Ctx) -> int:
             ctx.out(f"{label}: VERIFIED ({path}): every file matches its sha256 and every check re-judges the same")
     ctx.emit(results)
     return code
+
+
+def cmd_selftest(ctx: Ctx) -> int:
+    from montage.ops.bundle import ProofsLayout
+    from montage.ops.loader import load_roadmap
+    from montage.ops.selftest import selftest_phase
+
+    roadmap = load_roadmap(ctx.phases_dir)
+    wanted = roadmap.ordered() if ctx.args.phase == "all" else [roadmap.get(_phase_number(ctx.args.phase))]
+    rows, worst = [], ExitCode.OK
+    for lp in wanted:
+        manifest, bundle = selftest_phase(
+            lp, ctx.root, ProofsLayout(ctx.proofs_dir), fast=ctx.args.fast, cache=not ctx.args.no_cache, out=ctx.out
+        )
+        rows.append({"phase": lp.phase.id, "verdict": manifest.verdict.value, "reasons": manifest.reasons,
+                     "bundle": str(bundle)})  # fmt: skip
+        if manifest.verdict.value != "PASS":
+            worst = ExitCode.FAIL
+    ctx.emit(rows)
+    return worst
 
 
 def cmd_rollback(ctx: Ctx) -> int:
@@ -374,6 +402,7 @@ COMMANDS: dict[str, Callable[[Ctx], int]] = {
     "gate": lambda ctx: _run_or_gate(ctx, "gate"),
     "verify": cmd_verify,
     "rollback": cmd_rollback,
+    "selftest": cmd_selftest,
     "schema": cmd_schema,
     "scan": cmd_scan,
     "adr": cmd_adr,

@@ -49,6 +49,7 @@ class PhaseStatus:
     bundle: str | None = None
     forced: bool = False
     reasons: list[str] = field(default_factory=list)
+    selftest: str | None = None  # montage.ops.selftest.summary: self-tested when, or unable to fail
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,8 +95,15 @@ def phase_status(lp: LoadedPhase, layout: bundles.ProofsLayout, repo_root: Path)
     return out
 
 
+def _with_selftest(st: PhaseStatus, lp: LoadedPhase, layout: bundles.ProofsLayout, repo_root: Path) -> PhaseStatus:
+    from montage.ops.selftest import summary
+
+    st.selftest = summary(lp, layout, repo_root)
+    return st
+
+
 def roadmap_status(roadmap: Roadmap, layout: bundles.ProofsLayout, repo_root: Path) -> list[PhaseStatus]:
-    return [phase_status(lp, layout, repo_root) for lp in roadmap.ordered()]
+    return [_with_selftest(phase_status(lp, layout, repo_root), lp, layout, repo_root) for lp in roadmap.ordered()]
 
 
 def unsatisfied_dependencies(
