@@ -28,6 +28,7 @@ from typing import Any
 
 from montage.core import git as core_git
 from montage.core import proc as core_proc
+from montage.core.files import atomic_write_text
 from montage.errors import ExitCode, UsageError
 from montage.ops.perf import controls
 
@@ -189,6 +190,19 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+README_START = "<!-- perf-calibration-table -->"
+README_END = "<!-- /perf-calibration-table -->"
+
+
+def readme_with_table(text: str, rows: Sequence[dict[str, Any]]) -> str:
+    """``text`` (the README) with the table between its markers replaced by :func:`table` of ``rows``."""
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise UsageError(f"the README needs one {README_START} ... {README_END} block for the calibration table.")
+    head, rest = text.split(README_START)
+    _, tail = rest.split(README_END)
+    return f"{head}{README_START}\n{table(rows)}\n{README_END}{tail}"
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM: stop the running guard cleanly (it removes its worktrees)
 
@@ -202,9 +216,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("var/perf"))
     parser.add_argument("--budget", type=float, default=90.0)
     parser.add_argument("--table", action="store_true", help="print the table of the recorded runs and stop")
+    parser.add_argument("--readme", type=Path, help="write the table into this README's marked block and stop")
     args = parser.parse_args(argv)
     if args.table:
         print(table(read_rows(args.results)))
+        return int(ExitCode.OK)
+    if args.readme:
+        text = readme_with_table(args.readme.read_text(encoding="utf-8"), read_rows(args.results))
+        atomic_write_text(args.readme, text)
+        print(f"calibration table written into {args.readme}")
         return int(ExitCode.OK)
     signal.signal(signal.SIGTERM, _interrupt)
     started = dt.datetime.now(dt.UTC)

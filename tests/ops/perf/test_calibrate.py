@@ -67,3 +67,11 @@ def test_committed_results_are_readable_rows() -> None:
     for row in calibrate.read_rows(REPO / calibrate.RESULTS):
         assert row["condition"] in calibrate.CONDITIONS and row["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE")
         assert json.dumps(row)
+
+
+def test_readme_table_is_the_one_the_committed_results_give() -> None:
+    """README's calibration table is generated from the JSONL (`scripts/calibrate_perf.py --readme README.md`)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert calibrate.readme_with_table(text, calibrate.read_rows(REPO / calibrate.RESULTS)) == text
+    with pytest.raises(UsageError, match="needs one"):
+        calibrate.readme_with_table("no markers", [])
