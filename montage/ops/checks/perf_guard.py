@@ -128,6 +128,16 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         f"own limit) and ffmpeg peak RSS not surely higher than +{params.max_rss_growth:.0%} (interval of the median "
         "of interleaved A/B pair ratios); PASS only when every figure clears"
     )
+    schema = 1
+    try:
+        schema = int(json.loads((evidence_dir / REPORT).read_text(encoding="utf-8")).get("schema", 1))
+    except (OSError, ValueError, AttributeError):
+        pass  # judged below: a missing or unreadable report is an error
+    if schema < 2:  # a report from before issue 14 keeps the expectation it was judged against
+        expected = (
+            f"CPU-time fps not surely lower than -{params.max_fps_drop:.0%} and ffmpeg peak RSS not surely higher "
+            f"than +{params.max_rss_growth:.0%} (95 % bootstrap interval of the ratio); PASS only when both clear"
+        )
     evidence = present(evidence_dir, FILES)
     try:
         record = read_json(evidence_dir / "guard.json")
@@ -173,7 +183,7 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     value = {
         "verdict": verdict.value,
         "mode": doc["mode"],
-        **{f"{name.replace(':', '_')}_ratio": _interval(d) for name, d in decisions.items()},
+        **{f"{name.replace(':', '_')}_ratio": _interval(d) for name, d in decisions.items()},  # v1: fps, rss
         "candidate_commit": doc["sides"].get("candidate", {}).get("commit"),
         "baseline_commit": doc["sides"].get("baseline", {}).get("commit") or doc["baseline"].get("commit"),
         "runs": sum(1 for s in doc["samples"] if not s["warmup"]),
