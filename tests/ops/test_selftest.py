@@ -106,3 +106,18 @@ def test_a_check_whose_control_passes_is_shown_unable_to_fail(
     junit = next(p for p in evidence.iterdir() if p.suffix == ".xml")
     junit.write_text(junit.read_text(encoding="utf-8").replace('failures="0"', 'failures="1"'), encoding="utf-8")
     assert selftest.verify(bundle)
+
+
+def test_the_real_scan_checks_fail_on_their_controls(tmp_path: Path) -> None:
+    """CI's fast controls on this repository's own phases: every import_hacks / stub_scan check fails on its control."""
+    root = Path(__file__).resolve().parents[2]
+    roadmap = load_roadmap(root / "phases", write_index=False)
+    scans = [
+        (lp.phase.id, c) for lp in roadmap.ordered() for c in lp.phase.gate if c.check in ("import_hacks", "stub_scan")
+    ]
+    assert scans
+    for phase_id, check in scans:
+        outcomes, results = selftest._selftest_check(root, check, phase_id, tmp_path, True, lambda line: None)
+        control, unchanged = outcomes[0], outcomes[-1]
+        assert control.ok is True and control.verdict == "FAIL", control
+        assert unchanged.control == "unchanged" and unchanged.verdict == "PASS", unchanged
