@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Calibrate the perf guard: N A/A guard runs and N runs with a real CPU regression, side by side
-with a naive single-run 10 % rule; prints the table (a benchmark script, not a test).
+"""Calibrate the perf guard: A/A, CPU in the filter graph, CPU in Python, RSS, a 2x analysis slowdown
+and an improvement, each a real edit of a candidate worktree; prints the table (a benchmark script,
+not a test) and appends every run to docs/calibration/perf_guard.jsonl (resumable).
 
-    python scripts/calibrate_perf.py [--aa 20] [--regression 20]
+    python scripts/calibrate_perf.py [--runs 20] [--condition aa ...]   # until each condition has N runs
+    python scripts/calibrate_perf.py --table                            # the table of the recorded runs
 
-Needs a committed perf_baseline.json captured on this machine and a clean HEAD. The regression is a
-slower x264 preset patched into each candidate worktree's render (see montage/ops/perf/calibrate.py).
-One guard run takes up to 90 s, so the default 20 + 20 takes a while.
+Needs a clean HEAD (the candidate is HEAD plus the edit, the baseline HEAD). One guard run takes up
+to 90 s, so 20 runs of six conditions is a three-hour sitting on a quiet machine.
 """
 
 from __future__ import annotations

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     krev = keys_sub.add_parser("revoke", parents=[common], help="revoke a key: its signatures are rejected")
     krev.add_argument("key", help="a key id (a unique prefix is enough) or name")
     krev.add_argument("--reason", default="", help="why (recorded in the committed revocation file)")
+    selftest = sub.add_parser("selftest", parents=[common], help="prove each gate check fails on its negative control")
+    selftest.add_argument("phase", help="phase number or 'all'")
+    selftest.add_argument(
+        "--fast", action="store_true", help="only the fast controls (scans, pytest, command, file, log)"
+    )
+    selftest.add_argument("--no-cache", action="store_true", help="run again although a current result exists")
     rollback = sub.add_parser("rollback", parents=[common], help="print a phase's rollback plan; --yes executes it")
     rollback.add_argument("phase")
     rollback.add_argument("--yes", action="store_true", help="execute the plan")
@@ -165,6 +171,8 @@ def cmd_status(ctx: Ctx) -> int:
             ctx.out(f"      - {reason}")
         if st.signature in ("UNTRUSTED", "FORGED"):
             ctx.out(f"      - signature {st.signature}: {st.signature_reason}")
+        if st.selftest:
+            ctx.out(f"      {st.selftest}")
     ctx.out(
         "signatures: "
         + ("required: only a PASS signed by a trusted key satisfies depends_on" if required else "not required")
@@ -277,6 +285,26 @@ def cmd_keys(ctx: Ctx) -> int:
     from montage.ops.signing_cli import keys
 
     return keys(ctx.root, ctx.proofs_dir, ctx.args, ctx.out, ctx.emit)
+
+
+def cmd_selftest(ctx: Ctx) -> int:
+    from montage.ops.bundle import ProofsLayout
+    from montage.ops.loader import load_roadmap
+    from montage.ops.selftest import selftest_phase
+
+    roadmap = load_roadmap(ctx.phases_dir)
+    wanted = roadmap.ordered() if ctx.args.phase == "all" else [roadmap.get(_phase_number(ctx.args.phase))]
+    rows, worst = [], ExitCode.OK
+    for lp in wanted:
+        manifest, bundle = selftest_phase(
+            lp, ctx.root, ProofsLayout(ctx.proofs_dir), fast=ctx.args.fast, cache=not ctx.args.no_cache, out=ctx.out
+        )
+        rows.append({"phase": lp.phase.id, "verdict": manifest.verdict.value, "reasons": manifest.reasons,
+                     "bundle": str(bundle)})  # fmt: skip
+        if manifest.verdict.value != "PASS":
+            worst = ExitCode.FAIL
+    ctx.emit(rows)
+    return worst
 
 
 def cmd_rollback(ctx: Ctx) -> int:
@@ -435,6 +463,7 @@ COMMANDS: dict[str, Callable[[Ctx], int]] = {
     "resign": cmd_resign,
     "keys": cmd_keys,
     "rollback": cmd_rollback,
+    "selftest": cmd_selftest,
     "schema": cmd_schema,
     "scan": cmd_scan,
     "adr": cmd_adr,

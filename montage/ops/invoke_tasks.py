@@ -90,6 +90,19 @@ def keys_revoke(c: Any, key: str, reason: str = "", json: bool = False) -> None:
     _ops(["keys", "revoke", key, *(["--reason", reason] if reason else []), *_json(json)])
 
 
+@task(
+    help={
+        "phase": "phase number or 'all'",
+        "fast": "only the fast controls (scans, pytest, command, file, log)",
+        "no_cache": "run again although a current result exists",
+        "json": "JSON on stdout",
+    }
+)
+def selftest(c: Any, phase: str, fast: bool = False, no_cache: bool = False, json: bool = False) -> None:
+    """Prove phase N's gate checks fail on their negative controls and pass unchanged (or 'all')."""
+    _ops(["selftest", str(phase), *(["--fast"] if fast else []), *(["--no-cache"] if no_cache else []), *_json(json)])
+
+
 @task(help={"phase": "phase number", "yes": "execute the plan", "json": "JSON on stdout"})
 def rollback(c: Any, phase: str, yes: bool = False, json: bool = False) -> None:
     """Print phase N's rollback plan; --yes executes and records it."""
@@ -149,7 +162,7 @@ def _chain_task(name: str, commands: list[list[str]]) -> Task[Any]:
 def build_namespace() -> Collection:
     ns = Collection()
     phase = Collection("phase")
-    for t in (list_, status, run, gate, verify, resign, rollback, schema):
+    for t in (list_, status, run, gate, verify, resign, selftest, rollback, schema):
         phase.add_task(t)
     ns.add_collection(phase)
     keys = Collection("keys")

@@ -158,7 +158,7 @@ class Manifest(_Evidence):
     """``manifest.json``: what ran, on what, what each check judged and the gate's verdict."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
-    mode: Literal["run", "gate"]
+    mode: Literal["run", "gate", "selftest"]  # selftest: montage/ops/selftest.py
     phase_id: int = Field(ge=0, le=99)
     phase_slug: str
     phase_title: str

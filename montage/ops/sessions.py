@@ -57,6 +57,7 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
         [PY, "-m", "mypy", "montage"],
     ],
     "scan": [[PY, "-m", "montage.ops", "scan"]],
+    "selftest": [[PY, "-m", "montage.ops", "selftest", "all"]],  # `nox -s selftest -- --fast`: CI's cheap controls
     "tests": [[PY, "-m", "pytest"]],
     "migrations": [[PY, "-m", "montage", "db", "check", "--backend", "sqlite", "--backend", "postgresql"]],
     "stress": [[PY, "-m", "montage.runtime.stress", "--out", "var/stress"]],  # 3 x 600 MB under 2 GiB + control

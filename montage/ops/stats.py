@@ -22,6 +22,17 @@ Public API
     ``bootstrap_ratio`` then ``decide``; INCONCLUSIVE (never PASS) when either side has fewer than
     ``min_samples`` samples.
 
+``median_interval(values, *, confidence=0.95)``
+    Distribution-free interval of the median of ``values`` from two order statistics (the sign-test
+    interval). Its coverage is exact for any continuous distribution and is the one it reports
+    (``Interval.confidence`` is the real coverage, at least the one asked for); too few values for
+    that coverage: ``None``.
+``judge_pairs(candidate, baseline, *, threshold, worse, ...)``
+    The perf guard's decision on interleaved A/B pairs: the median of the per-pair ratios
+    ``candidate[i] / baseline[i]`` with :func:`median_interval`, then ``decide``; optionally FAIL
+    early when every pair ratio is far beyond the threshold (for a deterministic figure such as peak
+    RSS, where three pairs that all agree are enough).
+
 Example: fps must not drop by more than 10 %::
 
     d = judge_ratio(cand_fps, base_fps, threshold=0.90, worse="lower", paired=True, seed=7)
@@ -257,6 +268,112 @@ def judge_ratio(
         candidate, baseline, paired=paired, confidence=confidence, resamples=resamples, seed=seed, quantile=quantile
     )
     return decide(interval, threshold=threshold, worse=worse)
+
+
+def binomial_half_cdf(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2), exactly (as a float of an exact fraction)."""
+    if k < 0:
+        return 0.0
+    return float(sum(math.comb(n, i) for i in range(min(k, n) + 1)) / 2**n)
+
+
+def median_interval(values: Sequence[float], *, confidence: float = DEFAULT_CONFIDENCE) -> Interval | None:
+    """Order-statistic interval ``[x_(k), x_(n-k+1)]`` of the median (see the module docstring).
+
+    ``k`` is the largest rank with ``P(Binomial(n, 1/2) <= k - 1) <= (1 - confidence) / 2``; the
+    interval then covers the true median with probability ``1 - 2 P(B <= k - 1)`` (reported as
+    ``confidence``). ``None`` when even ``[min, max]`` covers less than ``confidence`` (``n`` below
+    6 for 95 %).
+    """
+    _check_confidence(confidence)
+    _check_samples("values", values)
+    n = len(values)
+    alpha = (1.0 - confidence) / 2.0
+    k = 0
+    while k + 1 <= n // 2 and binomial_half_cdf(k, n) <= alpha:
+        k += 1  # ranks 1..k on each side may be cut off
+    if k == 0:
+        return None
+    ordered = sorted(values)
+    coverage = 1.0 - 2.0 * binomial_half_cdf(k - 1, n)
+    return Interval(
+        point=median(ordered),
+        low=float(ordered[k - 1]),
+        high=float(ordered[n - k]),
+        confidence=coverage,
+        method=f"order-statistic-median(n={n},ranks={k}..{n - k + 1})",
+    )
+
+
+def min_count_for(confidence: float) -> int:
+    """The fewest values whose ``[min, max]`` covers the median with at least ``confidence``."""
+    _check_confidence(confidence)
+    n = 1
+    while 1.0 - 2.0 * 0.5**n < confidence:
+        n += 1
+    return n
+
+
+def pair_ratios(candidate: Sequence[float], baseline: Sequence[float]) -> list[float]:
+    """``candidate[i] / baseline[i]`` for interleaved pairs (equal lengths, positive baseline)."""
+    if len(candidate) != len(baseline):
+        raise ValueError(f"pairs need equal sample counts, got {len(candidate)} and {len(baseline)}")
+    _check_samples("candidate", candidate)
+    _check_samples("baseline", baseline)
+    if baseline and min(baseline) <= 0:
+        raise ValueError("baseline samples must be positive to form a ratio")
+    return [c / b for c, b in zip(candidate, baseline, strict=True)]
+
+
+def judge_pairs(
+    candidate: Sequence[float],
+    baseline: Sequence[float],
+    *,
+    threshold: float,
+    worse: Worse,
+    confidence: float = DEFAULT_CONFIDENCE,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    early_margin: float | None = None,
+) -> Decision:
+    """Decide on the median of the per-pair ratios (see the module docstring).
+
+    ``early_margin``: FAIL as soon as there are ``min_samples`` pairs and every pair ratio lies beyond
+    the threshold by more than this much (e.g. 0.05: every RSS ratio above 1.20 for a 1.15 limit).
+    Only for a deterministic figure: the reason says that the decision rests on every pair agreeing.
+    """
+    n = min(len(candidate), len(baseline))
+    if n < min_samples:
+        return Decision(Verdict.INCONCLUSIVE, None, threshold, worse, f"too few pairs ({n}; need {min_samples})")
+    ratios = pair_ratios(candidate, baseline)
+    if early_margin is not None:
+        far = threshold + early_margin if worse == "higher" else threshold - early_margin
+        beyond = all(r > far for r in ratios) if worse == "higher" else all(r < far for r in ratios)
+        if beyond:
+            lo, hi = min(ratios), max(ratios)
+            span = 1.0 - 2.0 * 0.5**n
+            everyone = Interval(median(ratios), lo, hi, span, f"all-pairs-beyond(n={n},margin={early_margin})")
+            side = "above" if worse == "higher" else "below"
+            return Decision(
+                Verdict.FAIL,
+                everyone,
+                threshold,
+                worse,
+                f"every one of {n} pair ratios [{lo:.4f}, {hi:.4f}] lies {side} {far:.4f} "
+                f"({threshold:.4f} {'+' if worse == 'higher' else '-'} margin {early_margin}): a deterministic "
+                "figure far beyond its limit",
+            )
+    found = median_interval(ratios, confidence=confidence)
+    if found is None:
+        need = min_count_for(confidence)
+        return Decision(
+            Verdict.INCONCLUSIVE,
+            None,
+            threshold,
+            worse,
+            f"{n} pairs cannot give a {confidence:.0%} interval of the median pair ratio (need {need}); "
+            f"ratios {min(ratios):.4f}..{max(ratios):.4f}",
+        )
+    return decide(found, threshold=threshold, worse=worse)
 
 
 def combine(verdicts: Sequence[Verdict]) -> Verdict:

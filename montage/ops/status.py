@@ -55,6 +55,7 @@ class PhaseStatus:
     signature: str | None = None  # SIGNED / UNSIGNED / UNTRUSTED / FORGED (None: no bundle, or unreadable)
     signed_by: str | None = None  # the trusted key's "name (id)" when SIGNED
     signature_reason: str | None = None
+    selftest: str | None = None  # montage.ops.selftest.summary: self-tested when, or unable to fail
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,9 +107,18 @@ def phase_status(
     return out
 
 
+def _with_selftest(st: PhaseStatus, lp: LoadedPhase, layout: bundles.ProofsLayout, repo_root: Path) -> PhaseStatus:
+    from montage.ops.selftest import summary
+
+    st.selftest = summary(lp, layout, repo_root)
+    return st
+
+
 def roadmap_status(roadmap: Roadmap, layout: bundles.ProofsLayout, repo_root: Path) -> list[PhaseStatus]:
     trust = signing.load_trust(layout.root)
-    return [phase_status(lp, layout, repo_root, trust) for lp in roadmap.ordered()]
+    return [
+        _with_selftest(phase_status(lp, layout, repo_root, trust), lp, layout, repo_root) for lp in roadmap.ordered()
+    ]
 
 
 def unsatisfied_dependencies(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,3 +103,35 @@ def present(evidence_dir: Path, names: list[str]) -> list[str]:
 
 def error_judgement(expected: str, reason: str, evidence: list[str] | None = None) -> Judgement:
     return Judgement(verdict=Verdict.ERROR, value=None, expected=expected, reason=reason, evidence=evidence or [])
+
+
+@dataclass(frozen=True)
+class NegativeControl:
+    """A minimal real change to the product (its code or its files) that must make a check fail.
+
+    ``apply(tree, params)`` edits ``tree`` (a throwaway worktree, never the user's) and returns what it
+    changed, or raises :class:`ControlNotApplicable` when this gate entry gives it nothing to change.
+    ``expect``: the verdicts that prove the check can fail (FAIL; a kind adds INCONCLUSIVE only where
+    that is the honest answer). ``fast``: cheap enough for every CI run (scans, pytest, command,
+    file, log). ``built_in``: the kind runs this control itself on every run (stress), so
+    ``phase.selftest`` reads the kind's own evidence instead of applying anything.
+    """
+
+    name: str
+    description: str
+    apply: Callable[[Path, Any], str] | None
+    expect: tuple[Verdict, ...] = (Verdict.FAIL,)
+    fast: bool = False
+    built_in: bool = False
+
+
+class ControlNotApplicable(Exception):
+    """A kind's default control has nothing to change for this gate entry (the phase file must add one)."""
+
+
+def control_file(tree: Path, rel: str, text: str) -> Path:
+    """Write a control's file into ``tree`` (creating its directory) and return it."""
+    path = tree / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -23,6 +23,7 @@ from montage.ops.checks.base import (
     DecisionParams,
     EvidenceError,
     Judgement,
+    NegativeControl,
     Verdict,
     error_judgement,
     present,
@@ -86,3 +87,8 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     not_passed = [f"{r.name} {r.verdict.value}" for r in result.slos if r.verdict is not Verdict.PASS]
     reason = f"canary {result.verdict}" + (f": {', '.join(not_passed)}" if not_passed else ": every SLO met")
     return Judgement(verdict=verdict, value=result.to_dict(), expected=expected, reason=reason, evidence=files)
+
+
+# Hook for the canary's controls (a slower candidate, a 5xx candidate, a failing optional import):
+# they change the candidate's environment, which the canary helper (montage/ops/canary/) provides.
+CONTROLS: tuple[NegativeControl, ...] = ()

@@ -11,11 +11,13 @@ from pathlib import Path
 from pydantic import Field, field_validator
 
 from montage.core.proc import run_logged
+from montage.ops.checks import _controls as _c
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,
     Judgement,
     KindParams,
+    NegativeControl,
     Verdict,
     error_judgement,
     read_json,
@@ -84,3 +86,8 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     return Judgement(
         verdict=Verdict.PASS if ok else Verdict.FAIL, value=value, expected=expected, reason=reason, evidence=evidence
     )
+
+
+CONTROLS = (
+    NegativeControl("silent", "the command's entry point prints nothing, exits wrong", _c.silent_command, fast=True),
+)

@@ -22,11 +22,13 @@ from typing import Any
 from pydantic import Field
 
 from montage.core.proc import run_logged
+from montage.ops.checks import _controls as _c
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,
     Judgement,
     KindParams,
+    NegativeControl,
     Verdict,
     error_judgement,
     present,
@@ -215,3 +217,6 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         return Judgement(verdict=Verdict.INCONCLUSIVE, value=value, expected=expected, reason=reason, evidence=evidence)
     reason = ", ".join(measured)
     return Judgement(verdict=Verdict.PASS, value=value, expected=expected, reason=reason, evidence=evidence)
+
+
+CONTROLS = (NegativeControl("untested-code", "code no test runs in the most demanding module", _c.untested_code),)

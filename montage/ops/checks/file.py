@@ -14,11 +14,13 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from montage.core.files import sha256_file
+from montage.ops.checks import _controls as _c
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,
     Judgement,
     KindParams,
+    NegativeControl,
     Verdict,
     error_judgement,
     read_json,
@@ -156,3 +158,6 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     return Judgement(
         verdict=verdict, value={"exists": True, "fields": values}, expected=expected, reason=reason, evidence=evidence
     )
+
+
+CONTROLS = (NegativeControl("missing", "the file is absent", _c.missing_file, fast=True),)

@@ -15,8 +15,17 @@ from pathlib import Path
 from pydantic import Field
 
 from montage.ops.astscan import shared_scan
+from montage.ops.checks import _controls as _c
 from montage.ops.checks._scanfilter import ScanScope
-from montage.ops.checks.base import CheckContext, EvidenceError, Judgement, Verdict, error_judgement, read_json
+from montage.ops.checks.base import (
+    CheckContext,
+    EvidenceError,
+    Judgement,
+    NegativeControl,
+    Verdict,
+    error_judgement,
+    read_json,
+)
 
 EVIDENCE = ["import_hacks.json", "import_hacks.out"]
 
@@ -85,3 +94,6 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         reason=f"{len(findings)} found in {data['files_scanned']} files",
         evidence=EVIDENCE,
     )
+
+
+CONTROLS = (NegativeControl("sys-path-insert", "a module doing sys.path.insert", _c.import_hack, fast=True),)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
+from montage.ops.checks import _controls as _c
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,
     Judgement,
     KindParams,
+    NegativeControl,
     Verdict,
     error_judgement,
     read_json,
@@ -89,3 +91,6 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         reason=f"{count} matching line(s){note}",
         evidence=["log.json", "log.txt"],
     )
+
+
+CONTROLS = (NegativeControl("empty-log", "the log lacks the expected lines", _c.empty_log, fast=True),)

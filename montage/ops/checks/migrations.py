@@ -15,11 +15,13 @@ from pydantic import Field
 
 from montage.core.proc import run_logged
 from montage.errors import ExitCode, ToolMissing
+from montage.ops.checks import _controls as _c
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,
     Judgement,
     KindParams,
+    NegativeControl,
     Verdict,
     error_judgement,
     present,
@@ -86,3 +88,6 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     if any(o[0] is None for o in outcomes):
         return error_judgement(expected, reason, evidence)
     return Judgement(verdict=Verdict.PASS, value=value, expected=expected, reason=reason, evidence=evidence)
+
+
+CONTROLS = (NegativeControl("leaky-downgrade", "a revision whose downgrade leaves a table", _c.leaky_downgrade),)

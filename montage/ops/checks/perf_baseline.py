@@ -14,7 +14,8 @@ from pathlib import Path
 from pydantic import Field
 
 from montage.errors import ValidationFailure
-from montage.ops.checks.base import CheckContext, Judgement, KindParams, Verdict
+from montage.ops.checks import _controls as _c
+from montage.ops.checks.base import CheckContext, Judgement, KindParams, NegativeControl, Verdict
 
 EVIDENCE = "perf_baseline.json"
 
@@ -73,3 +74,6 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         ),
         evidence=[EVIDENCE],
     )
+
+
+CONTROLS = (NegativeControl("missing", "perf_baseline.json is absent", _c.missing_baseline, fast=True),)

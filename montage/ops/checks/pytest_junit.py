@@ -18,11 +18,13 @@ from typing import Any
 from pydantic import Field
 
 from montage.core.proc import run_logged
+from montage.ops.checks import _controls as _c
 from montage.ops.checks.base import (
     CheckContext,
     EvidenceError,
     Judgement,
     KindParams,
+    NegativeControl,
     Verdict,
     error_judgement,
     present,
@@ -145,3 +147,8 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         allowed = " (all in allowed_skips)" if t["skipped"] else ""
         verdict, reason = Verdict.PASS, f"{t['passed']} passed, {t['skipped']} skipped{allowed} of {t['tests']}"
     return Judgement(verdict=verdict, value=value, expected=expected, reason=reason, evidence=evidence)
+
+
+CONTROLS = (
+    NegativeControl("failing-test", "a failing test file where the check collects", _c.failing_test, fast=True),
+)

@@ -25,6 +25,7 @@ from montage.ops.checks.base import (
     EvidenceError,
     Judgement,
     KindParams,
+    NegativeControl,
     Verdict,
     error_judgement,
     read_json,
@@ -118,3 +119,9 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
                 f"{stress.get('parent_peak_mb')} MB) under {params.limit_mb} MB with 0 OOM kills; the control "
                 f"under {params.control_limit_mb} MB had {control['oom_kills']}"),
     )  # fmt: skip
+
+
+# Its over-limit run is part of every run (the kind is ERROR unless that control is OOM-killed).
+CONTROLS = (
+    NegativeControl("over-limit", "control_jobs under control_limit_mb must be OOM-killed", None, built_in=True),
+)

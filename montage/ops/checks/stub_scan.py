@@ -22,8 +22,17 @@ from typing import Any
 from pydantic import Field
 
 from montage.ops.astscan import shared_scan
+from montage.ops.checks import _controls as _c
 from montage.ops.checks._scanfilter import ScanScope
-from montage.ops.checks.base import CheckContext, EvidenceError, Judgement, Verdict, error_judgement, read_json
+from montage.ops.checks.base import (
+    CheckContext,
+    EvidenceError,
+    Judgement,
+    NegativeControl,
+    Verdict,
+    error_judgement,
+    read_json,
+)
 
 EVIDENCE = ["stub_scan.json", "allowlist.txt", "stub_scan.out"]
 
@@ -128,3 +137,6 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
         reason=f"{len(remaining)} found in {data['files_scanned']} files ({value['allowed']} allowed with reasons)",
         evidence=EVIDENCE,
     )
+
+
+CONTROLS = (NegativeControl("stub", "a function that raises NotImplementedError", _c.stub, fast=True),)

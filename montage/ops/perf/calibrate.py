@@ -1,25 +1,27 @@
-"""Calibration of the perf guard: how often it FAILs on A/A runs and on a real regression.
+"""Calibration of the perf guard: how often it FAILs on A/A runs, on real regressions and on an improvement.
 
-For each run a fresh candidate worktree of HEAD is made; for the regression scenario a patch is
-applied to that worktree (never a hook in product code): ``--patch code`` (default) edits the
-candidate's montage/media/render.py to encode with x264 "faster" whatever the plan says (a code
-change: same fingerprint, so the guard goes stored baseline -> suspected regression -> A/B);
-``--patch plan`` slows the preset in the candidate's reference plan (a workload change: the
-fingerprint differs, so the guard goes straight to A/B). Either costs about 20 % more CPU per
-run of the reference workload here. The guard runs exactly as a user runs it (``python -m montage.ops.perf
-guard`` as a child process, cwd and PYTHONPATH at the candidate tree). The same raw runs are then
-judged by a naive single-run 10 % rule (one measured run against the stored baseline, as
-pytest-benchmark's ``--benchmark-compare-fail`` does), on wall-clock fps and on CPU-time fps.
+Conditions (:mod:`montage.ops.perf.controls`, each a real edit of a candidate worktree of HEAD):
+A/A (no edit), CPU in the render's filter graph, CPU in Python, ffmpeg RSS, analysis twice as slow,
+an improvement. Every guard run is the command a user runs (``python -m montage.ops.perf guard
+--baseline HEAD`` as a child process, cwd and PYTHONPATH at the candidate tree), so the baseline
+side is a fresh worktree of the same commit without the edit.
+
+Every run is appended to a committed JSON-lines file (verdict, per-stage intervals, load average,
+commit, time) the moment it finishes; ``--runs N`` runs each condition until the file holds N of
+it, so a stopped calibration resumes and the counts accumulate over several sittings. The
+conditions are interleaved (one of each in turn) so that all meet the same machine. ``--table``
+prints the table from the file (the README's table is this output).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import signal
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,164 +30,177 @@ from montage.core import git as core_git
 from montage.core import proc as core_proc
 from montage.core.files import atomic_write_text
 from montage.errors import ExitCode, UsageError
-from montage.ops.perf.workload import WORKLOAD_FILE
+from montage.ops.perf import controls
 
-GUARD_TIMEOUT_S = 300.0
-SLOWER_PRESET = {"ultrafast": "veryfast", "superfast": "faster", "veryfast": "faster", "faster": "medium"}
-
-
-RENDER_FILE = Path("montage/media/render.py")
-RENDER_PRESET = '"preset": plan.render.preset,'
-
-
-def patch_render_code(tree: Path) -> str:
-    """Make the candidate's render path encode with the "faster" x264 preset (slower than veryfast)."""
-    path = tree / RENDER_FILE
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if text.count(RENDER_PRESET) != 1:
-        raise UsageError(f"{path}: expected one {RENDER_PRESET!r} to patch for the regression scenario.")
-    path.write_text(text.replace(RENDER_PRESET, '"preset": "faster",'), encoding="utf-8")
-    return f"{RENDER_FILE}: x264 preset forced to faster"
+GUARD_TIMEOUT_S = 400.0
+RESULTS = Path("docs/calibration/perf_guard.jsonl")
+AA = "aa"
+CONDITIONS = (AA, "cpu-filter", "cpu-python", "rss", "analysis-2x", "improvement")
+LABELS = {AA: "A/A (no change)"} | {name: c.description for name, c in controls.CONTROLS.items()}
+TARGET = {AA: "0 FAIL", "improvement": "0 FAIL"}
 
 
-def apply_regression(tree: Path, kind: str = "plan") -> str:
-    """Patch ``tree`` (``code``: the render module; ``plan``: the workload); describe the patch."""
-    if kind == "code":
-        return patch_render_code(tree)
-    path = tree / WORKLOAD_FILE
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    if spec.get("kind") == "montage-run":
-        plan_path = tree / str(spec["plan"])
-        plan = json.loads(plan_path.read_text(encoding="utf-8"))
-        render = plan.get("render")
-        if not isinstance(render, dict) or "preset" not in render:
-            raise UsageError(f"{plan_path}: no render.preset to slow down for the regression scenario.")
-        old = str(render["preset"])
-        render["preset"] = SLOWER_PRESET.get(old, "medium")
-        plan_path.write_text(json.dumps(plan, indent=2) + "\n", encoding="utf-8")
-        return f"{plan_path.relative_to(tree)}: render.preset {old} -> {render['preset']}"
-    old = str(spec["preset"])
-    spec["preset"] = SLOWER_PRESET.get(old, "medium")
-    path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
-    return f"{WORKLOAD_FILE}: preset {old} -> {spec['preset']}"
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Every recorded run (a missing file: none)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _guard_once(
-    repo: Path, baseline_file: Path, workdir: Path, out_dir: Path, patch: str | None, budget: float
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """One JSON line, appended (O_APPEND: earlier runs are never rewritten)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(row, sort_keys=True) + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def pending(rows: Sequence[dict[str, Any]], runs: int, conditions: Sequence[str]) -> list[str]:
+    """The runs still to do, one of each condition in turn, until each has ``runs`` rows."""
+    have = {c: sum(1 for r in rows if r["condition"] == c) for c in conditions}
+    order: list[str] = []
+    while any(have[c] < runs for c in conditions):
+        for c in conditions:
+            if have[c] < runs:
+                order.append(c)
+                have[c] += 1
+    return order
+
+
+def row_of(doc: dict[str, Any], condition: str, patch: str, elapsed: float) -> dict[str, Any]:
+    """What the calibration file keeps of one guard report."""
+    samples = [s for s in doc["samples"] if not s["warmup"]]
+    ratios: dict[str, dict[str, float]] = {}
+    for stage in dict.fromkeys(s.get("stage", "render") for s in samples):
+        for metric, key in (("cpu", "cpu_fps"), ("rss", "ffmpeg_rss_mb")):
+            c = [s[key] for s in samples if s["side"] == "candidate" and s.get("stage", "render") == stage]
+            b = [s[key] for s in samples if s["side"] == "baseline" and s.get("stage", "render") == stage]
+            pairs = [x / y for x, y in zip(c, b, strict=False)]
+            if pairs:
+                ratios.setdefault(f"{metric}:{stage}", {})["median_pair_ratio"] = statistics.median(pairs)
+    loads = [s["loadavg_before"][0] for s in samples] + [s["loadavg_after"][0] for s in samples]
+    return {
+        "condition": condition,
+        "patch": patch,
+        "verdict": doc["verdict"],
+        "reason": doc["reason"],
+        "decisions": {
+            name: {"verdict": d["verdict"], "interval": d["interval"], "threshold": d["threshold"]}
+            for name, d in doc["decisions"].items()
+        },
+        "median_pair_ratio": {name: r["median_pair_ratio"] for name, r in ratios.items()},
+        "budget_s": doc["config"]["budget_s"],
+        "pairs": sum(1 for s in samples if s["side"] == "candidate" and s.get("stage", "render") == "render"),
+        "elapsed_s": round(elapsed, 1),
+        "load_1m": {"min": min(loads), "median": statistics.median(loads), "max": max(loads)} if loads else None,
+        "commit": doc["sides"].get("baseline", {}).get("commit", ""),
+        "finished_at": doc["finished_at"],
+    }
+
+
+def guard_once(
+    repo: Path, commit: str, condition: str, *, workdir: Path, out_dir: Path, budget: float
 ) -> dict[str, Any]:
-    """One guard run on a fresh candidate worktree of HEAD; returns its report plus timings."""
-    with core_git.temporary_worktree(repo, "HEAD", prefix="montage-calib-", name="candidate") as worktree:
+    """One guard run on a fresh candidate worktree of ``commit`` with ``condition`` applied."""
+    with core_git.temporary_worktree(repo, commit, prefix="montage-calib-", name="candidate") as worktree:
         tree = worktree.path
-        patch_text = apply_regression(tree, patch) if patch else ""
+        patch = "" if condition == AA else controls.apply(tree, condition)
         argv = [
             sys.executable, "-m", "montage.ops.perf", "--repo", str(tree), "--workdir", str(workdir),
-            "guard", "--baseline-file", str(baseline_file), "--report-dir", str(out_dir),
-            "--history", str(out_dir.parent / "history.jsonl"), "--phases-dir", str(tree / "phases"),
-            "--flags-file", str(tree.parent / "no-flags.json"), "--budget", str(budget),
+            "guard", "--baseline", commit, "--baseline-file", str(repo / "perf_baseline.json"),
+            "--report-dir", str(out_dir), "--history", str(out_dir / "history.jsonl"),
+            "--phases-dir", str(tree / "phases"), "--flags-file", str(tree.parent / "no-flags.json"),
+            "--budget", str(budget),
         ]  # fmt: skip
         # Interrupted or timed out: SIGTERM and a grace period let the guard remove its own worktree.
         done = core_proc.run(argv, timeout_s=GUARD_TIMEOUT_S, cwd=tree, env={"PYTHONPATH": str(tree)},
                              log=tree.parent / "guard.log", grace_s=60.0)  # fmt: skip
-        output = done.tail(10)
-        elapsed = done.duration_s
-    report_file = out_dir / "perf_report.json"
-    if not report_file.is_file():
-        raise UsageError(f"the guard wrote no report (exit {done.returncode}):\n{output}")
-    doc: dict[str, Any] = json.loads(report_file.read_text(encoding="utf-8"))
-    expected_rc = {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}[doc["verdict"]]
-    if done.returncode != expected_rc:
+    report = out_dir / "perf_report.json"
+    if not report.is_file():
+        raise UsageError(f"the guard wrote no report (exit {done.returncode}):\n{done.tail(10)}")
+    doc: dict[str, Any] = json.loads(report.read_text(encoding="utf-8"))
+    if done.returncode != {"PASS": 0, "FAIL": 1, "INCONCLUSIVE": 3}[doc["verdict"]]:
         raise UsageError(f"guard exit {done.returncode} does not match its verdict {doc['verdict']}")
-    doc["calibration"] = {"elapsed_s": elapsed, "patch": patch_text, "exit": done.returncode}
-    return doc
-
-
-def naive(doc: dict[str, Any], metric: str, baseline_value: float, drop: float = 0.10) -> str:
-    """Single-run rule: the first measured candidate run against the stored baseline."""
-    runs = [s for s in doc["prior_samples"] + doc["samples"] if s["side"] == "candidate" and not s["warmup"]]
-    if not runs:
-        return "INCONCLUSIVE"
-    return "FAIL" if runs[0][metric] < (1.0 - drop) * baseline_value else "PASS"
-
-
-def schedule(aa_runs: int, regression_runs: int, patch: str) -> list[tuple[str, str | None]]:
-    """Alternate the scenarios, so that both meet the same machine conditions and a stopped
-    calibration still has a balanced partial result (it is written after every run)."""
-    aa: list[tuple[str, str | None]] = [("A/A", None)] * aa_runs
-    reg: list[tuple[str, str | None]] = [("regression", patch)] * regression_runs
-    plan = [item for pair in zip(aa, reg, strict=False) for item in pair]
-    return plan + (aa if aa_runs > regression_runs else reg)[len(plan) // 2 :]
+    report.unlink()
+    return row_of(doc, condition, patch, done.duration_s)
 
 
 def calibrate(
     repo: Path,
     *,
-    aa_runs: int,
-    regression_runs: int,
-    baseline_file: Path,
+    runs: int,
+    conditions: Sequence[str],
+    results: Path,
     workdir: Path,
-    out_dir: Path,
     budget: float,
-    patch: str = "code",
     say: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    base = json.loads(baseline_file.read_text(encoding="utf-8"))
-    started = time.monotonic()
-    rows: list[dict[str, Any]] = []
-    plan = schedule(aa_runs, regression_runs, patch)
-    command = f"python scripts/calibrate_perf.py --aa {aa_runs} --regression {regression_runs} --patch {patch}"
-    result: dict[str, Any] = {"rows": rows, "baseline_commit": base["commit"], "command": command}
-    for i, (scenario, kind) in enumerate(plan, 1):
-        doc = _guard_once(repo, baseline_file, workdir, out_dir / f"run-{i:02d}", kind, budget)
-        fps = (doc["decisions"].get("fps") or {}).get("interval") or {}
-        row = {
-            "scenario": scenario,
-            "verdict": doc["verdict"],
-            "mode": doc["mode"],
-            "elapsed_s": doc["calibration"]["elapsed_s"],
-            "fps_ratio": fps.get("point"),
-            "patch": doc["calibration"]["patch"],
-            "naive_wall": naive(doc, "wall_fps", float(base["wall_fps"])),
-            "naive_cpu": naive(doc, "cpu_fps", float(base["fps"])),
-        }
-        rows.append(row)
+) -> list[dict[str, Any]]:
+    state = core_git.repo_state(repo)
+    if not state.commit:
+        raise UsageError(f"{repo} is not a git work tree with a commit to calibrate.")
+    todo = pending(read_rows(results), runs, conditions)
+    say(f"calibrate_perf: {len(todo)} guard runs to do at {state.commit[:12]} ({results})")
+    for i, condition in enumerate(todo, 1):
+        row = guard_once(repo, state.commit, condition, workdir=workdir, out_dir=workdir / "calibration", budget=budget)
+        append_row(results, row)
         say(
-            f"[{i}/{len(plan)}] {scenario}: guard {row['verdict']} ({row['mode']}, {row['elapsed_s']:.0f} s, "
-            f"fps ratio {row['fps_ratio']}); naive wall {row['naive_wall']}, naive CPU {row['naive_cpu']}"
+            f"[{i}/{len(todo)}] {condition}: {row['verdict']} after {row['pairs']} pairs, {row['elapsed_s']:.0f} s, "
+            f"load {row['load_1m']['median'] if row['load_1m'] else 'n/a'}"
         )
-        result["total_s"] = time.monotonic() - started
-        result["complete"] = i == len(plan)
-        save(result, out_dir)
-    return result
+    return read_rows(results)
 
 
-def save(result: dict[str, Any], out_dir: Path) -> None:
-    atomic_write_text(out_dir / "calibration.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(out_dir / "calibration.md", table(result) + "\n")
+def _point(row: dict[str, Any], name: str) -> float | None:
+    value = (row.get("median_pair_ratio") or {}).get(name)
+    return float(value) if value is not None else None
 
 
-def table(result: dict[str, Any]) -> str:
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """The calibration table (README, "Perf guard calibration"), from the recorded runs."""
     lines = [
-        "| scenario | runs | guard FAIL | guard PASS | guard INCONCLUSIVE | naive 10 % wall fps FAIL "
-        "| naive 10 % CPU fps FAIL | guard time median / max (s) | median fps ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| condition | runs | FAIL | PASS | INCONCLUSIVE | target | median pair ratio: plan / render CPU-time fps, "
+        "render RSS | pairs median | budget s | guard s median / max | load 1m median (min-max) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for scenario in ("A/A", "regression"):
-        rows = [r for r in result["rows"] if r["scenario"] == scenario]
-        if not rows:
+    for condition in CONDITIONS:
+        mine = [r for r in rows if r["condition"] == condition]
+        if not mine:
             continue
-        count = {v: sum(r["verdict"] == v for r in rows) for v in ("FAIL", "PASS", "INCONCLUSIVE")}
-        times = [r["elapsed_s"] for r in rows]
-        ratios = [r["fps_ratio"] for r in rows if isinstance(r["fps_ratio"], int | float)]
-        label = scenario if scenario == "A/A" else f"regression ({rows[0]['patch']})"
+        count = {v: sum(r["verdict"] == v for r in mine) for v in ("FAIL", "PASS", "INCONCLUSIVE")}
+
+        def med(name: str, mine: list[dict[str, Any]] = mine) -> str:
+            values = [p for r in mine if (p := _point(r, name)) is not None]
+            return f"{statistics.median(values):.3f}" if values else "n/a"
+
+        times = [r["elapsed_s"] for r in mine]
+        budgets = "/".join(sorted({f"{float(r.get('budget_s', 90)):g}" for r in mine}))
+        loads = [r["load_1m"]["median"] for r in mine if r.get("load_1m")]
+        load = f"{statistics.median(loads):.1f} ({min(loads):.1f}-{max(loads):.1f})" if loads else "n/a"
         lines.append(
-            f"| {label} | {len(rows)} | {count['FAIL']} | {count['PASS']} | {count['INCONCLUSIVE']} "
-            f"| {sum(r['naive_wall'] == 'FAIL' for r in rows)} | {sum(r['naive_cpu'] == 'FAIL' for r in rows)} "
+            f"| {LABELS.get(condition, condition)} | {len(mine)} | {count['FAIL']} | {count['PASS']} "
+            f"| {count['INCONCLUSIVE']} | {TARGET.get(condition, '>= 95 % FAIL')} "
+            f"| {med('cpu:plan')} / {med('cpu:render')}, {med('rss:render')} "
+            f"| {statistics.median(r['pairs'] for r in mine):g} "
+            f"| {budgets} "
             f"| {statistics.median(times):.0f} / {max(times):.0f} "
-            f"| {statistics.median(ratios) if ratios else float('nan'):.3f} |"
+            f"| {load} |"
         )
-    status = "" if result.get("complete", True) else " (stopped early: partial result)"
-    lines.append(f"\nTotal calibration time: {result['total_s'] / 60:.1f} min{status} ({result.get('command', '')}).")
     return "\n".join(lines)
+
+
+README_START = "<!-- perf-calibration-table -->"
+README_END = "<!-- /perf-calibration-table -->"
+
+
+def readme_with_table(text: str, rows: Sequence[dict[str, Any]]) -> str:
+    """``text`` (the README) with the table between its markers replaced by :func:`table` of ``rows``."""
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise UsageError(f"the README needs one {README_START} ... {README_END} block for the calibration table.")
+    head, rest = text.split(README_START)
+    _, tail = rest.split(README_END)
+    return f"{head}{README_START}\n{table(rows)}\n{README_END}{tail}"
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -194,32 +209,40 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/calibrate_perf.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--aa", type=int, default=20, help="A/A guard runs (default 20)")
-    parser.add_argument("--regression", type=int, default=20, help="guard runs with a real regression (default 20)")
+    parser.add_argument("--runs", type=int, default=20, help="runs per condition the file should hold (default 20)")
+    parser.add_argument("--condition", action="append", choices=CONDITIONS, help="only these (repeatable)")
     parser.add_argument("--repo", type=Path, default=Path("."))
-    parser.add_argument("--baseline-file", type=Path, default=Path("perf_baseline.json"))
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"JSON lines, appended (default {RESULTS})")
     parser.add_argument("--workdir", type=Path, default=Path("var/perf"))
-    parser.add_argument("--out", type=Path, default=Path("var/perf/calibration"))
     parser.add_argument("--budget", type=float, default=90.0)
-    parser.add_argument("--patch", choices=["code", "plan"], default="code", help="where the regression goes")
+    parser.add_argument("--table", action="store_true", help="print the table of the recorded runs and stop")
+    parser.add_argument("--readme", type=Path, help="write the table into this README's marked block and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(read_rows(args.results)))
+        return int(ExitCode.OK)
+    if args.readme:
+        text = readme_with_table(args.readme.read_text(encoding="utf-8"), read_rows(args.results))
+        atomic_write_text(args.readme, text)
+        print(f"calibration table written into {args.readme}")
+        return int(ExitCode.OK)
     signal.signal(signal.SIGTERM, _interrupt)
+    started = dt.datetime.now(dt.UTC)
     try:
-        result = calibrate(
+        rows = calibrate(
             args.repo.resolve(),
-            aa_runs=args.aa,
-            regression_runs=args.regression,
-            baseline_file=args.baseline_file.resolve(),
+            runs=args.runs,
+            conditions=args.condition or list(CONDITIONS),
+            results=args.results.resolve(),
             workdir=args.workdir.resolve(),
-            out_dir=args.out.resolve(),
             budget=args.budget,
-            patch=args.patch,
         )
     except UsageError as exc:
         print(f"calibrate_perf: error: {exc}", file=sys.stderr)
         return int(exc.exit_code)
     except KeyboardInterrupt:
-        print(f"calibrate_perf: interrupted; partial results in {args.out / 'calibration.md'}", file=sys.stderr)
+        print(f"calibrate_perf: interrupted; every finished run is in {args.results}", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    print(table(result))
+    print(table(rows))
+    print(f"\n{len(rows)} runs recorded; this sitting started {started.isoformat(timespec='seconds')}.")
     return int(ExitCode.OK)

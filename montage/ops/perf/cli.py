@@ -143,7 +143,9 @@ def cmd_rejudge(report: Path) -> int:
     try:
         doc = json.loads(report.read_text(encoding="utf-8"))
         samples = [RunSample.from_dict(d) for d in doc["samples"]]
-        verdict, decisions = rejudge(doc["mode"], samples, doc["baseline"]["samples"], params_of_report(doc))
+        verdict, decisions = rejudge(
+            doc["mode"], samples, doc["baseline"]["samples"], params_of_report(doc), schema=int(doc.get("schema", 1))
+        )
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"{report}: not a readable perf report ({type(exc).__name__}: {exc}).") from None
     same = verdict.value == doc["verdict"]

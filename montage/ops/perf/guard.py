@@ -1,14 +1,25 @@
-"""The perf guard: measure the working tree and decide PASS / FAIL / INCONCLUSIVE.
+"""The perf guard: measure the working tree against the baseline commit and decide PASS / FAIL / INCONCLUSIVE.
 
-1. Same environment fingerprint as the stored baseline (and no ``--baseline REF``): measure the
-   working tree and compare with the baseline's raw samples (unpaired bootstrap).
-2. Different fingerprint, a suspected regression (step 1 not PASS), or ``--baseline REF``: an
-   interleaved A/B run against the baseline commit checked out in a temporary ``git worktree``,
-   both sides run by the same Python with cwd (and PYTHONPATH) at their own tree (paired bootstrap).
-   Pairs are added until the intervals decide, or until the time budget is spent: INCONCLUSIVE.
+Every decision is an interleaved A/B run: the baseline commit (``--baseline REF``, else the commit
+the stored baseline was captured at) is checked out in a temporary ``git worktree`` and both
+trees run the same workload by the same Python, alternating (B A, A B, ...), so neighbours' noise
+on a shared machine falls on both sides of a pair. Each workload *stage* (``plan``: probe, cold
+analysis, selection; ``render``) is judged on its own, with its own limit; any stage failing fails.
 
-FAIL only when an interval lies wholly beyond a threshold (fps ratio below 1 - max_fps_drop, or
-RSS ratio above 1 + max_rss_growth); PASS only when both clear them.
+* CPU-time fps: the median of the per-pair ratios candidate / baseline, with the order-statistic
+  interval of that median (:func:`montage.ops.stats.median_interval`: its coverage is exact and is
+  the one reported; 95 % needs at least 6 pairs). FAIL when it lies wholly below ``1 - limit``,
+  PASS when it clears it.
+* ffmpeg peak RSS: the same, against ``1 + max_rss_growth``; RSS is nearly deterministic, so after
+  ``min_pairs`` pairs it FAILs early when every pair ratio is beyond the limit by ``rss_early_margin``.
+
+Pairs are added until every figure decides or the time budget is spent (INCONCLUSIVE). The stored
+baseline (perf_baseline.json) never decides: on a shared machine its samples drift with the load
+at capture time (a real 13 % regression passed 5 times in 6 against it). When the environment
+fingerprint matches, the guard reports the candidate's ratio to it as a *trend* only.
+
+Reports written before issue 14 (``schema`` 1: stored-baseline mode, ratio of medians with a
+paired bootstrap) are re-judged by the rules they were judged with (:func:`judge_v1`).
 """
 
 from __future__ import annotations
@@ -29,10 +40,13 @@ from montage.ops.perf.runner import Runner, Side, make_side
 from montage.ops.stats import Decision
 from montage.ops.verdict import Verdict
 
+REPORT_SCHEMA = 2
 # The parts of the kind's Params a perf report records (``thresholds`` and ``config``): enough to
 # re-judge its samples.  Params (montage/ops/checks/perf_guard.py) is the one declaration.
-THRESHOLD_KEYS = ("max_fps_drop", "max_rss_growth")
-CONFIG_KEYS = ("stored_runs", "min_pairs", "max_pairs", "budget_s", "seed", "confidence", "resamples")
+THRESHOLD_KEYS = ("max_fps_drop", "max_rss_growth", "stage_max_drop")
+CONFIG_KEYS = (
+    "stored_runs", "min_pairs", "max_pairs", "budget_s", "seed", "confidence", "resamples", "rss_early_margin",
+)  # fmt: skip
 
 
 def report_params(params: Params) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -48,7 +62,7 @@ def params_of_report(doc: dict[str, Any]) -> Params:
 
 @dataclass
 class GuardResult:
-    """Everything a report needs; ``judge`` recomputes the decision from the stored samples."""
+    """Everything a report needs; ``rejudge`` recomputes the decision from the stored samples."""
 
     verdict: Verdict
     mode: str
@@ -63,10 +77,11 @@ class GuardResult:
     elapsed_s: float
     steps: list[str] = field(default_factory=list)
     prior_samples: list[RunSample] = field(default_factory=list)
+    trend: dict[str, Any] = field(default_factory=dict)
 
     def rejudge(self) -> tuple[Verdict, dict[str, Decision]]:
         """The decision recomputed from the stored samples alone."""
-        return rejudge(self.mode, self.samples, self.baseline_file["samples"], self.params)
+        return rejudge(self.mode, self.samples, self.baseline_file["samples"], self.params, schema=REPORT_SCHEMA)
 
 
 def rejudge(
@@ -74,23 +89,56 @@ def rejudge(
     samples: Sequence[RunSample],
     stored_baseline: Sequence[dict[str, Any]],
     params: Params,
+    *,
+    schema: int = REPORT_SCHEMA,
 ) -> tuple[Verdict, dict[str, Decision]]:
-    """Judge the samples of a finished guard run again (mode ``stored`` or ``ab``)."""
+    """Judge the samples of a finished guard run again, by the rules of its report's ``schema``."""
     candidate = measured(samples, "candidate")
-    if mode == "stored":
-        base = [RunSample.from_dict(d) for d in stored_baseline]
-        return judge(candidate, base, paired=False, params=params)
-    return judge(candidate, measured(samples, "baseline"), paired=True, params=params)
+    if schema < 2:
+        if mode == "stored":
+            base = [RunSample.from_dict(d) for d in stored_baseline]
+            return judge_v1(candidate, base, paired=False, params=params)
+        return judge_v1(candidate, measured(samples, "baseline"), paired=True, params=params)
+    if not samples:  # a run that could not pair its stages measured nothing
+        return Verdict.INCONCLUSIVE, {}
+    return judge(candidate, measured(samples, "baseline"), params=params)
+
+
+def stages_of(samples: Sequence[RunSample]) -> list[str]:
+    """Stage names in the order they first ran."""
+    return list(dict.fromkeys(s.stage for s in samples))
 
 
 def judge(
+    candidate: Sequence[RunSample], baseline: Sequence[RunSample], *, params: Params
+) -> tuple[Verdict, dict[str, Decision]]:
+    """Decide from interleaved pairs, stage by stage (pure: re-judging stored samples gives the same verdict)."""
+    decisions: dict[str, Decision] = {}
+    for stage in stages_of([*candidate, *baseline]):
+        c = [s for s in candidate if s.stage == stage]
+        b = [s for s in baseline if s.stage == stage]
+        n = min(len(c), len(b))
+        c, b = c[:n], b[:n]  # a pair is the i-th run of each side
+        common: dict[str, Any] = {"confidence": params.confidence, "min_samples": params.min_pairs}
+        decisions[f"cpu:{stage}"] = stats.judge_pairs(
+            [s.cpu_fps for s in c], [s.cpu_fps for s in b], threshold=1.0 - params.max_drop(stage), worse="lower",
+            **common,
+        )  # fmt: skip
+        decisions[f"rss:{stage}"] = stats.judge_pairs(
+            [s.ffmpeg_rss_mb for s in c], [s.ffmpeg_rss_mb for s in b], threshold=1.0 + params.max_rss_growth,
+            worse="higher", early_margin=params.rss_early_margin, **common,
+        )  # fmt: skip
+    return stats.combine([d.verdict for d in decisions.values()]), decisions
+
+
+def judge_v1(
     candidate: Sequence[RunSample],
     baseline: Sequence[RunSample],
     *,
     paired: bool,
     params: Params,
 ) -> tuple[Verdict, dict[str, Decision]]:
-    """Decide from raw samples (pure and seeded: re-judging stored samples gives the same verdict)."""
+    """The rule of reports before issue 14: bootstrap of the ratio of medians (kept to re-judge them)."""
     decision = params.decision()
     common: dict[str, Any] = {
         "paired": paired,
@@ -122,6 +170,30 @@ def measured(samples: Sequence[RunSample], side: str) -> list[RunSample]:
     return [s for s in samples if s.side == side and not s.warmup]
 
 
+def trend(
+    candidate: Sequence[RunSample], stored: Sequence[RunSample], fingerprint_differs: list[str]
+) -> dict[str, Any]:
+    """The candidate's CPU-time fps against the stored samples, per stage: reported, never decided on."""
+    if fingerprint_differs:
+        return {"compared": False, "why": f"fingerprint differs ({', '.join(fingerprint_differs)})"}
+    ratios: dict[str, float] = {}
+    for stage in stages_of(candidate):
+        c = [s.cpu_fps for s in candidate if s.stage == stage]
+        b = [s.cpu_fps for s in stored if s.stage == stage]
+        if c and b:
+            ratios[stage] = stats.median(c) / stats.median(b)
+    return {
+        "compared": bool(ratios),
+        "why": "ratio of medians against perf_baseline.json's samples (informational: it never decides)",
+        "cpu_fps_ratio": ratios,
+    }
+
+
+def _say_pair(say: Callable[[str], None], i: int, candidate: list[RunSample], base: list[RunSample]) -> None:
+    parts = [f"{c.stage} {c.cpu_fps / b.cpu_fps:.3f}" for c, b in zip(candidate, base, strict=False)]
+    say(f"perf guard: A/B pair {i + 1}: CPU-time fps ratio candidate/baseline {', '.join(parts)}")
+
+
 def _ab(
     runner: Runner,
     candidate: Side,
@@ -130,29 +202,22 @@ def _ab(
     params: Params,
     deadline: float,
     say: Callable[[str], None],
-    candidate_warm: bool = False,
 ) -> tuple[Verdict, dict[str, Decision], list[RunSample], str]:
-    # The baseline worktree is always fresh (cold caches, no .pyc yet); the candidate is already
-    # warm when the stored-baseline comparison ran just before.
-    samples = [runner.run(base, warmup=True)]
-    if not candidate_warm:
-        samples.append(runner.run(candidate, warmup=True))
+    # One warm-up each: the baseline worktree is fresh (no .pyc yet), and so page caches are warm for both.
+    samples = [*runner.run(base, warmup=True), *runner.run(candidate, warmup=True)]
     pair_times: list[float] = []
     verdict: Verdict = Verdict.INCONCLUSIVE
     decisions: dict[str, Decision] = {}
     for i in range(params.max_pairs):
         t0 = time.monotonic()
         order = (base, candidate) if i % 2 == 0 else (candidate, base)
+        runs: dict[str, list[RunSample]] = {}
         for side in order:
-            samples.append(runner.run(side))
+            runs[side.name] = runner.run(side)
+            samples.extend(runs[side.name])
         pair_times.append(time.monotonic() - t0)
-        c, b = measured(samples, "candidate"), measured(samples, "baseline")
-        say(
-            f"perf guard: A/B pair {i + 1}: candidate {c[-1].cpu_fps:.1f} fps, "
-            f"baseline {b[-1].cpu_fps:.1f} fps (CPU time)"
-        )
-        # Fewer than min_pairs pairs is INCONCLUSIVE inside judge(), so a re-judge agrees.
-        verdict, decisions = judge(c, b, paired=True, params=params)
+        _say_pair(say, i, runs["candidate"], runs["baseline"])
+        verdict, decisions = judge(measured(samples, "candidate"), measured(samples, "baseline"), params=params)
         if verdict is not Verdict.INCONCLUSIVE:
             return verdict, decisions, samples, f"decided after {i + 1} interleaved pairs"
         if time.monotonic() + max(pair_times) > deadline:
@@ -170,7 +235,7 @@ def run_guard(
     say: Callable[[str], None] = print,
     runner: Runner | None = None,
 ) -> GuardResult:
-    """Measure ``repo``'s working tree against the baseline (see the module docstring)."""
+    """Measure ``repo``'s working tree against the baseline commit (see the module docstring)."""
     params = params or Params()
     started = time.monotonic()
     deadline = started + params.budget_s
@@ -181,14 +246,13 @@ def run_guard(
     diff = differences(fp, data["fingerprint"])
     steps: list[str] = []
     samples: list[RunSample] = []
-    prior: list[RunSample] = []
 
     def result(
-        verdict: Verdict, mode: str, reason: str, decisions: dict[str, Decision], sides: list[Side]
+        verdict: Verdict, reason: str, decisions: dict[str, Decision], sides: list[Side], found: dict[str, Any]
     ) -> GuardResult:
         return GuardResult(
             verdict=verdict,
-            mode=mode,
+            mode="ab",
             reason=reason,
             decisions=decisions,
             params=params,
@@ -200,42 +264,33 @@ def run_guard(
             fingerprint_differences=diff,
             elapsed_s=time.monotonic() - started,
             steps=steps,
-            prior_samples=prior,
+            trend=found,
         )
 
-    if baseline_ref is None and not diff:
-        say(f"perf guard: fingerprint matches {baseline_path}; measuring the working tree")
-        samples.append(runner.run(candidate, warmup=True))
-        for _ in range(params.stored_runs):
-            samples.append(runner.run(candidate))
-        verdict, decisions = judge(measured(samples, "candidate"), base_samples, paired=False, params=params)
-        steps.append(f"stored baseline: {verdict.value} ({decisions['fps'].reason}; rss {decisions['rss'].reason})")
-        if verdict is Verdict.PASS:
-            return result(verdict, "stored", "against the stored baseline (same fingerprint)", decisions, [candidate])
-        reason = f"suspected regression against the stored baseline ({verdict.value}); confirming by A/B"
-        prior, samples = samples, []
-    elif baseline_ref is not None:
-        reason = f"--baseline {baseline_ref} forces an A/B run"
-    else:
-        reason = f"environment differs from the baseline's ({', '.join(diff)}); A/B run"
-    say(f"perf guard: {reason}")
-    steps.append(reason)
     ref = baseline_ref or str(data["commit"])
     if not ref:
         msg = "the baseline records no commit to A/B against; pass --baseline REF"
-        return result(Verdict.INCONCLUSIVE, "ab", msg, {}, [candidate])
+        return result(Verdict.INCONCLUSIVE, msg, {}, [candidate], {})
+    why_ref = f"--baseline {baseline_ref}" if baseline_ref else f"the commit of {baseline_path.name}"
+    say(f"perf guard: interleaved A/B against {ref} ({why_ref}); stages {', '.join(candidate.workload.stage_names)}")
     with core_git.temporary_worktree(repo, ref, prefix="montage-perf-") as worktree:
         base = make_side("baseline", worktree.path)
         base = Side(name=base.name, tree=base.tree, commit=base.commit, dirty=False, workload=base.workload)
-        verdict, decisions, ab_samples, why = _ab(
-            runner,
-            candidate,
-            base,
-            params=params,
-            deadline=deadline,
-            say=say,
-            candidate_warm=bool(prior),
-        )
+        if base.workload.stage_names != candidate.workload.stage_names:
+            msg = (
+                f"the baseline {ref} measures stages {base.workload.stage_names} ({base.workload.kind}), the "
+                f"candidate {candidate.workload.stage_names} ({candidate.workload.kind}): not comparable; A/B "
+                "against a commit with this workload (--baseline REF), or recapture the baseline there"
+            )
+            steps.append(msg)
+            return result(Verdict.INCONCLUSIVE, msg, {}, [candidate, base], {})
+        verdict, decisions, ab_samples, why = _ab(runner, candidate, base, params=params, deadline=deadline, say=say)
     samples.extend(ab_samples)
+    found = trend(measured(samples, "candidate"), base_samples, diff)
     steps.append(f"A/B against {ref} ({base.commit[:12]}): {verdict.value}, {why}")
-    return result(verdict, "ab", f"interleaved A/B against {ref}: {why}", decisions, [candidate, base])
+    if found.get("compared"):
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in found["cpu_fps_ratio"].items())
+        steps.append(f"trend against the stored baseline (not a decision): CPU-time fps ratio {shown}")
+    else:
+        steps.append(f"no trend against the stored baseline: {found.get('why', 'no common stage')}")
+    return result(verdict, f"interleaved A/B against {ref}: {why}", decisions, [candidate, base], found)

@@ -10,7 +10,10 @@ How each figure is taken, and why:
   process that forked it. ``RUSAGE_CHILDREN``'s ``ru_maxrss`` does (and it is a running maximum over
   all children ever waited for), so it is never used. A run in which no ffmpeg process was seen is
   an error, never a zero.
-* **Frames**: counted in the output file by ffprobe and checked against the expected count.
+* **Frames**: counted in the output file by ffprobe and checked against the expected count. A stage
+  that writes a plan rather than a video (``count_output=False``) reports the frames of the source
+  it processed, so its "fps" is the source's frames per CPU second; its output must be a JSON plan
+  with segments.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class RunSample:
     started_at: str
     warmup: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    stage: str = "render"  # the workload stage this process was (reports before issue 14: render only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +136,9 @@ def run_once(
     commit: str = "",
     timeout: float = 120.0,
     warmup: bool = False,
+    stage: str = "render",
+    count_output: bool = True,
+    rss_process: str = "ffmpeg",
 ) -> RunSample:
     """Run ``argv`` once as a new session and measure it (see the module docstring)."""
     from montage.ops.perf.workload import count_frames
@@ -179,17 +186,18 @@ def run_once(
             stderr_tail=stderr_tail,
         )
     assert rusage is not None
-    frames = count_frames(ffprobe, output)
+    frames = count_frames(ffprobe, output) if count_output else _plan_frames(output, expected_frames)
     if abs(frames - expected_frames) > frame_tolerance:
         raise MediaError(
             f"{output}: the render produced {frames} frames, expected {expected_frames} "
             f"(tolerance {frame_tolerance}); the workload and its expected count disagree."
         )
     cpu = rusage.ru_utime + rusage.ru_stime
-    ffmpegs = [p for p in seen.values() if p.comm == "ffmpeg" and p.hwm_kib > 0]
+    ffmpegs = [p for p in seen.values() if p.comm == rss_process and p.hwm_kib > 0]
     if not ffmpegs or cpu <= 0 or wall <= 0:
         raise MediaError(
-            f"the perf workload finished but could not be measured (ffmpeg processes seen: {len(ffmpegs)}, "
+            f"the perf workload's {stage} stage finished but could not be measured "
+            f"({rss_process} processes seen: {len(ffmpegs)}, "
             f"cpu {cpu:.3f} s, wall {wall:.3f} s, polls {polls}); refusing to report empty figures."
         )
     root = seen.get(proc.pid)
@@ -219,4 +227,18 @@ def run_once(
         loadavg_after=load_after,
         started_at=started_at,
         warmup=warmup,
+        stage=stage,
     )
+
+
+def _plan_frames(path: Path, source_frames: int) -> int:
+    """A plan stage's figure: the source frames it analysed, once its output is a plan with segments."""
+    import json
+
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MediaError(f"{path}: the plan stage wrote no readable plan ({exc}).") from None
+    if not isinstance(plan, dict) or not plan.get("segments"):
+        raise MediaError(f"{path}: the plan stage wrote a plan without segments.")
+    return source_frames

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from montage.core.files import atomic_write_text
-from montage.ops.perf.guard import GuardResult, report_params
+from montage.ops.perf.guard import REPORT_SCHEMA, GuardResult, report_params
 from montage.ops.perf.measure import RunSample
 
 REPORT_JSON = "perf_report.json"
@@ -24,7 +24,7 @@ VERDICT_COLOURS = {"PASS": "#2ca02c", "FAIL": "#d62728", "INCONCLUSIVE": "#ff7f0
 def to_document(result: GuardResult) -> dict[str, Any]:
     """The JSON report: verdict, decisions, thresholds, sides, raw samples (enough to re-judge)."""
     return {
-        "schema": 1,
+        "schema": REPORT_SCHEMA,
         "verdict": result.verdict.value,
         "mode": result.mode,
         "reason": result.reason,
@@ -40,12 +40,14 @@ def to_document(result: GuardResult) -> dict[str, Any]:
         "baseline": result.baseline_file,
         "samples": [s.to_dict() for s in result.samples],
         "prior_samples": [s.to_dict() for s in result.prior_samples],
+        "trend": result.trend,
     }
 
 
 def history_entry(doc: dict[str, Any]) -> dict[str, Any]:
-    fps = doc["decisions"].get("fps") or {}
-    rss = doc["decisions"].get("rss") or {}
+    # the render stage's figures (named fps / rss in reports before issue 14)
+    fps = doc["decisions"].get("cpu:render") or doc["decisions"].get("fps") or {}
+    rss = doc["decisions"].get("rss:render") or doc["decisions"].get("rss") or {}
     return {
         "finished_at": doc["finished_at"],
         "verdict": doc["verdict"],
@@ -55,6 +57,9 @@ def history_entry(doc: dict[str, Any]) -> dict[str, Any]:
         "fps_ratio": (fps.get("interval") or {}).get("point"),
         "fps_interval": [(fps.get("interval") or {}).get(k) for k in ("low", "high")],
         "rss_ratio": (rss.get("interval") or {}).get("point"),
+        "stage_ratios": {
+            name: (d.get("interval") or {}).get("point") for name, d in doc["decisions"].items() if ":" in name
+        },
         "elapsed_s": doc["elapsed_s"],
     }
 
@@ -99,11 +104,11 @@ def svg_plot(
         'font-family="sans-serif" font-size="11">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
     ]
-    measured = [s for s in samples if not s.warmup]
+    measured = [s for s in samples if not s.warmup and s.stage == "render"]
     values = [s.cpu_fps for s in measured] + [baseline_fps, baseline_fps * threshold]
     lo, hi = min(values) * 0.97, max(values) * 1.03
     x0, y_top, y_bot = pad, 30.0, height - pad
-    out.append(f'<text x="{x0}" y="18">CPU-time fps per measured run</text>')
+    out.append(f'<text x="{x0}" y="18">CPU-time fps per measured run (render stage)</text>')
     out.append(f'<rect x="{x0}" y="{y_top}" width="{panel_w}" height="{y_bot - y_top}" fill="none" stroke="#999"/>')
     limits = (("baseline", baseline_fps, ""), (f"-{(1 - threshold):.0%}", baseline_fps * threshold, "4,3"))
     for label, value, dash in limits:
@@ -153,15 +158,20 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         f"{doc['reason']}. Mode: `{doc['mode']}`; {doc['elapsed_s']:.1f} s; finished {doc['finished_at']}.",
         "",
-        f"FAIL only when the {doc['config']['confidence']:.0%} interval of the candidate/baseline ratio lies beyond "
-        f"-{th['max_fps_drop']:.0%} CPU-time fps or +{th['max_rss_growth']:.0%} ffmpeg peak RSS; "
-        "PASS when it clears both; otherwise INCONCLUSIVE.",
+        f"Per stage: FAIL when the interval of the median candidate/baseline pair ratio lies beyond "
+        f"-{th['max_fps_drop']:.0%} CPU-time fps (or the stage's own limit {th.get('stage_max_drop') or {}}) or "
+        f"+{th['max_rss_growth']:.0%} ffmpeg peak RSS; PASS when every figure clears; otherwise INCONCLUSIVE. "
+        "The interval's coverage is the one shown (order statistics of the pair ratios: exact, not asymptotic).",
         "",
         "| metric | ratio [interval] | threshold | verdict | why |",
         "|---|---|---|---|---|",
     ]
     for name, d in doc["decisions"].items():
         lines.append(f"| {name} | {_fmt_interval(d)} | {d['threshold']:.2f} | {d['verdict']} | {d['reason']} |")
+    found = doc.get("trend") or {}
+    if found.get("compared"):
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in found["cpu_fps_ratio"].items())
+        lines += ["", f"Trend against the stored baseline (informational, never a decision): {shown}."]
     lines += ["", "![samples and history](perf_report.svg)", "", "## Steps", ""]
     lines += [f"- {s}" for s in doc["steps"]] or ["- (none)"]
     lines += ["", "## Code measured", "", "| side | tree | commit | dirty | workload |", "|---|---|---|---|---|"]
@@ -174,14 +184,15 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "## Runs",
         "",
-        "| # | step | side | warm-up | frames | user s | sys s | wall s | CPU fps | wall fps "
+        "| # | step | side | stage | warm-up | frames | user s | sys s | wall s | CPU fps | wall fps "
         "| ffmpeg RSS MiB | parent RSS MiB | load 1m |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     runs = [("stored", s) for s in doc["prior_samples"]] + [(doc["mode"], s) for s in doc["samples"]]
     for i, (step, s) in enumerate(runs, 1):
         lines.append(
-            f"| {i} | {step} | {s['side']} | {'yes' if s['warmup'] else ''} | {s['frames']} "
+            f"| {i} | {step} | {s['side']} | {s.get('stage', 'render')} | {'yes' if s['warmup'] else ''} "
+            f"| {s['frames']} "
             f"| {s['user_s']:.2f} | {s['sys_s']:.2f} "
             f"| {s['wall_s']:.2f} | {s['cpu_fps']:.1f} | {s['wall_fps']:.1f} | {s['ffmpeg_rss_mb']:.1f} "
             f"| {s['parent_rss_mb']:.1f} | {s['loadavg_before'][0]:.2f} |"

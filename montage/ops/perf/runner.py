@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,29 +65,36 @@ class Runner:
     def fingerprint(self, side: Side) -> dict[str, Any]:
         return fingerprint(ffmpeg=self.ffmpeg, clip=self.clip, workload=side.workload)
 
-    def run(self, side: Side, *, warmup: bool = False) -> RunSample:
-        """Render once with ``side``'s code (cwd and PYTHONPATH at its tree) and measure it."""
-        out = self.workdir / f"out-{side.name}.mp4"
-        plan = self.workdir / f"plan-{side.name}.json"
-        if side.workload.kind == "montage-run":
-            side.workload.materialise_plan(self.clip, plan)
-        argv, env = side.workload.command(ffmpeg=self.ffmpeg, python=self.python, clip=self.clip, out=out, plan=plan)
+    def run(self, side: Side, *, warmup: bool = False) -> list[RunSample]:
+        """Run ``side``'s workload once, stage after stage (cwd and PYTHONPATH at its tree); one sample per stage."""
+        stages = side.workload.stages(
+            ffmpeg=self.ffmpeg, python=self.python, clip=self.clip, scratch=self.workdir, name=side.name
+        )
+        samples: list[RunSample] = []
         try:
-            return run_once(
-                argv,
-                env=env,
-                cwd=side.tree,
-                output=out,
-                ffprobe=self.ffprobe,
-                expected_frames=side.workload.expected_frames,
-                frame_tolerance=side.workload.frame_tolerance,
-                side=side.name,
-                commit=side.commit,
-                timeout=self.timeout,
-                warmup=warmup,
-            )
+            for stage in stages:
+                samples.append(
+                    run_once(
+                        stage.argv,
+                        env=stage.env,
+                        cwd=side.tree,
+                        output=stage.output,
+                        ffprobe=self.ffprobe,
+                        expected_frames=stage.expected_frames,
+                        frame_tolerance=stage.frame_tolerance,
+                        side=side.name,
+                        commit=side.commit,
+                        timeout=self.timeout,
+                        warmup=warmup,
+                        stage=stage.name,
+                        count_output=stage.count_output,
+                        rss_process=stage.rss_process,
+                    )
+                )
         finally:
-            # the output and what `montage run` writes beside it (timelines)
-            for path in self.workdir.glob(f"out-{side.name}*"):
-                path.unlink(missing_ok=True)
-            plan.unlink(missing_ok=True)
+            # outputs, plans, the analysis cache and what `montage run` writes beside its output (timelines)
+            for pattern in (f"out-{side.name}*", f"plan-{side.name}*"):
+                for path in self.workdir.glob(pattern):
+                    path.unlink(missing_ok=True)
+            shutil.rmtree(self.workdir / f"cache-{side.name}", ignore_errors=True)
+        return samples

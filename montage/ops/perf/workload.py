@@ -1,8 +1,20 @@
 """The reference workload: a reproducible input clip and the render command each tree runs.
 
 The *clip* is built by the running code (it is the same input for both sides of an A/B run).
-The *render* is described by ``montage/ops/perf/workload.json`` inside each tree, read as a file
+The *work* is described by ``montage/ops/perf/workload.json`` inside each tree, read as a file
 (never imported), so a candidate tree that renders differently is measured as it really is.
+
+A workload is a list of *stages*, each one process measured on its own (CPU seconds by ``wait4``):
+
+* ``main-job`` (the default): the whole main job in two processes. ``plan``: ``montage run CLIP
+  --plan-only`` with an empty analysis cache, i.e. probe, the one-decode analysis (cold) and the
+  selection; ``render``: ``montage run --from-plan`` of the plan the ``plan`` stage just wrote
+  (loudness measurement, the encode, the loudness check). Probe and selection are not separate
+  processes: each would add a Python start-up (about 0.4 s CPU) to every run and cost pairs within
+  the guard's 90 s; their share of the ``plan`` stage is in ``montage run --json``'s timings.
+* ``montage-run``: one ``render`` stage, ``montage run --from-plan`` of a committed plan (the
+  workload before issue 14; kept so that an A/B against an older commit can say what differs).
+* ``ffmpeg``: one ``render`` stage, a plain ffmpeg command (tests).
 """
 
 from __future__ import annotations
@@ -19,14 +31,14 @@ from montage.core.files import atomic_write_text, sha256_file
 from montage.errors import MediaError, ToolMissing, UsageError
 
 WORKLOAD_FILE = Path("montage/ops/perf/workload.json")
-KINDS = ("ffmpeg", "montage-run")
+KINDS = ("ffmpeg", "montage-run", "main-job")
 
-# The reference clip: 12 s of 960x540 at 30 fps (360 frames) with temporal noise (so the encoder
+# The reference clip: 8 s of 640x360 at 30 fps (240 frames) with temporal noise (so the encoder
 # has real work) and a beeping sine. Bit-exact flags and a fixed thread count make the bytes
 # reproducible for a given ffmpeg build; the sha256 goes into the environment fingerprint.
-CLIP_SECONDS = 12
+CLIP_SECONDS = 8
 CLIP_FPS = 30
-CLIP_SIZE = "960x540"
+CLIP_SIZE = "640x360"
 CLIP_FRAMES = CLIP_SECONDS * CLIP_FPS
 CLIP_TIMEOUT_S = 300.0
 
@@ -177,6 +189,20 @@ def ensure_clip(directory: Path, ffmpeg: str) -> Clip:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One measured process of a workload run."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    output: Path  # the file the stage must produce
+    expected_frames: int  # render: frames counted in the output; plan: the source frames it processed
+    frame_tolerance: int = 0
+    count_output: bool = True  # count the output's frames with ffprobe (a render) or check it is a plan
+    rss_process: str = "ffmpeg"  # the process whose peak RSS the stage reports
+
+
+@dataclass(frozen=True)
 class Workload:
     """One tree's render workload, read from its ``montage/ops/perf/workload.json``."""
 
@@ -198,6 +224,38 @@ class Workload:
     @property
     def threads(self) -> int:
         return int(self.spec["threads"])
+
+    @property
+    def stage_names(self) -> list[str]:
+        return ["plan", "render"] if self.kind == "main-job" else ["render"]
+
+    @property
+    def duration(self) -> float:
+        return float(self.spec["duration"])
+
+    def stages(self, *, ffmpeg: str, python: str, clip: Clip, scratch: Path, name: str) -> list[Stage]:
+        """The processes of one run with this tree's code; files go to ``scratch`` prefixed by ``name``."""
+        out = scratch / f"out-{name}.mp4"
+        plan = scratch / f"plan-{name}.json"
+        if self.kind != "main-job":
+            if self.kind == "montage-run":
+                self.materialise_plan(clip, plan)
+            argv, env = self.command(ffmpeg=ffmpeg, python=python, clip=clip, out=out, plan=plan)
+            return [Stage("render", argv, env, out, self.expected_frames, self.frame_tolerance)]
+        env = {
+            "MONTAGE_MEDIA__FFMPEG": ffmpeg,
+            "MONTAGE_MEDIA__THREADS": str(self.threads),
+            "PYTHONPATH": str(self.tree),
+            # a fresh, empty analysis cache for every run: the analysis is measured cold
+            "MONTAGE_MEDIA__CACHE_DIR": str(scratch / f"cache-{name}"),
+        }
+        plan_argv = [python, "-m", "montage", "run", str(clip.path), "-o", str(plan), "--plan-only"]
+        plan_argv += ["--duration", repr(self.duration)]
+        render_argv = [python, "-m", "montage", "run", "-o", str(out), "--from-plan", str(plan)]
+        return [
+            Stage("plan", plan_argv, env, plan, clip.frames, count_output=False),
+            Stage("render", render_argv, env, out, self.expected_frames, self.frame_tolerance),
+        ]
 
     @property
     def plan_template(self) -> Path:
@@ -282,6 +340,11 @@ class Workload:
     def command_template(self) -> list[str]:
         """The command with machine-specific paths replaced by placeholders (for the fingerprint)."""
         clip = Clip(path=Path("{clip}"), sha256="", frames=0, argv=[])
+        if self.kind == "main-job":
+            stages = self.stages(ffmpeg="{ffmpeg}", python="{python}", clip=clip, scratch=Path("{work}"), name="x")
+            hidden = ("PYTHONPATH", "MONTAGE_MEDIA__CACHE_DIR")
+            shown_env = [f"{k}={v}" for k, v in sorted(stages[0].env.items()) if k not in hidden]
+            return [" ".join(s.argv) for s in stages] + shown_env
         argv, env = self.command(
             ffmpeg="{ffmpeg}", python="{python}", clip=clip, out=Path("{out}"), plan=Path("{plan}")
         )
@@ -308,9 +371,11 @@ def load_workload(tree: Path) -> Workload:
     kind = spec.get("kind")
     if kind not in KINDS:
         raise UsageError(f"{path}: field 'kind' is {kind!r}; expected one of {', '.join(KINDS)}.")
-    required = ["threads", "expected_frames"] + (
-        ["plan"] if kind == "montage-run" else ["segments", "width", "height", "preset", "crf", "audio_bitrate"]
-    )
+    required = ["threads", "expected_frames"] + {
+        "montage-run": ["plan"],
+        "main-job": ["duration"],
+        "ffmpeg": ["segments", "width", "height", "preset", "crf", "audio_bitrate"],
+    }[kind]
     missing = [name for name in required if name not in spec]
     if missing:
         raise UsageError(f"{path}: missing field(s) {', '.join(missing)} for kind {kind!r}.")

@@ -1,4 +1,4 @@
-"""The calibration script's pieces: the regression patch, the naive rule and the table."""
+"""The calibration script's pieces: the controls it applies, the resumable JSONL and the table."""
 
 from __future__ import annotations
 
@@ -8,68 +8,70 @@ from pathlib import Path
 import pytest
 
 from montage.errors import UsageError
-from montage.ops.perf import calibrate
-from montage.ops.perf.workload import WORKLOAD_FILE, load_workload
+from montage.ops.perf import calibrate, controls
 
-from .conftest import write_workload
-
-
-def test_regression_patch_slows_the_candidates_encoder(tmp_path: Path) -> None:
-    write_workload(tmp_path, preset="veryfast")
-    assert calibrate.apply_regression(tmp_path, "plan") == f"{WORKLOAD_FILE}: preset veryfast -> faster"
-    assert load_workload(tmp_path).spec["preset"] == "faster"
+REPO = Path(__file__).resolve().parents[3]
 
 
-def test_regression_patch_on_a_montage_run_plan(tmp_path: Path) -> None:
-    plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"version": 1, "render": {"preset": "veryfast", "crf": 23}}), encoding="utf-8")
-    write_workload(tmp_path, kind="montage-run", plan="plan.json")
-    assert calibrate.apply_regression(tmp_path) == "plan.json: render.preset veryfast -> faster"
-    assert json.loads(plan.read_text(encoding="utf-8"))["render"] == {"preset": "faster", "crf": 23}
-    plan.write_text("{}", encoding="utf-8")
-    with pytest.raises(UsageError, match="no render.preset"):
-        calibrate.apply_regression(tmp_path)
+@pytest.mark.parametrize("name", sorted(controls.CONTROLS))
+def test_every_control_applies_to_this_tree_and_changes_the_product(name: str, tmp_path: Path) -> None:
+    for rel in (controls.RENDER, controls.ANALYSIS):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((REPO / rel).read_bytes())
+    before = {rel: (tmp_path / rel).read_text(encoding="utf-8") for rel in (controls.RENDER, controls.ANALYSIS)}
+    what = controls.apply(tmp_path, name)
+    after = {rel: (tmp_path / rel).read_text(encoding="utf-8") for rel in before}
+    assert what and after != before
+    compile(after[controls.RENDER], str(controls.RENDER), "exec")  # still valid Python
+    compile(after[controls.ANALYSIS], str(controls.ANALYSIS), "exec")
+    # code that no longer has the control's anchor: an error, never a silent no-op
+    for rel in before:
+        (tmp_path / rel).write_text("# rewritten\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="expected exactly one"):
+        controls.apply(tmp_path, name)
 
 
-def _run(side: str, cpu: float, wall: float, warmup: bool = False) -> dict[str, object]:
-    return {"side": side, "cpu_fps": cpu, "wall_fps": wall, "warmup": warmup}
+def test_unknown_control_is_named() -> None:
+    with pytest.raises(UsageError, match="unknown perf control 'nope'"):
+        controls.apply(Path("."), "nope")
 
 
-def test_naive_rule_judges_the_first_measured_candidate_run() -> None:
-    doc = {
-        "prior_samples": [],
-        "samples": [_run("candidate", 10.0, 10.0, warmup=True), _run("baseline", 80, 60), _run("candidate", 70, 50)],
-    }
-    assert calibrate.naive(doc, "cpu_fps", 75.0) == "PASS"  # 70 >= 67.5
-    assert calibrate.naive(doc, "wall_fps", 60.0) == "FAIL"  # 50 < 54
-    assert calibrate.naive({"prior_samples": [], "samples": []}, "cpu_fps", 75.0) == "INCONCLUSIVE"
+def _row(condition: str, verdict: str, ratio: float | None = None) -> dict[str, object]:
+    return {
+        "condition": condition, "verdict": verdict, "pairs": 6, "elapsed_s": 80.0, "budget_s": 90.0,
+        "load_1m": {"min": 3.0, "median": 4.0, "max": 5.0}, "decisions": {},
+        "median_pair_ratio": {} if ratio is None else {"cpu:render": ratio},
+    }  # fmt: skip
 
 
-def test_table_counts_each_scenario() -> None:
-    rows = [
-        {"scenario": "A/A", "verdict": "PASS", "elapsed_s": 20.0, "fps_ratio": 1.01, "patch": "",
-         "naive_wall": "FAIL", "naive_cpu": "PASS"},
-        {"scenario": "regression", "verdict": "FAIL", "elapsed_s": 50.0, "fps_ratio": 0.7, "patch": "p",
-         "naive_wall": "PASS", "naive_cpu": "FAIL"},
-    ]  # fmt: skip
-    text = calibrate.table({"rows": rows, "total_s": 120.0})
-    assert "| A/A | 1 | 0 | 1 | 0 | 1 | 0 | 20 / 20 | 1.010 |" in text
-    assert "| regression (p) | 1 | 1 | 0 | 0 | 0 | 1 | 50 / 50 | 0.700 |" in text
-    assert "Total calibration time: 2.0 min" in text
+def test_results_are_appended_and_a_sitting_resumes(tmp_path: Path) -> None:
+    results = tmp_path / "runs.jsonl"
+    assert calibrate.pending([], 2, ["aa", "rss"]) == ["aa", "rss", "aa", "rss"]
+    calibrate.append_row(results, _row("aa", "PASS"))
+    calibrate.append_row(results, _row("aa", "PASS"))
+    calibrate.append_row(results, _row("rss", "FAIL"))
+    rows = calibrate.read_rows(results)
+    assert [r["condition"] for r in rows] == ["aa", "aa", "rss"]
+    assert calibrate.pending(rows, 2, ["aa", "rss"]) == ["rss"]
+    assert calibrate.pending(rows, 3, ["rss", "aa"]) == ["rss", "aa", "rss"]
 
 
-def test_code_patch_edits_the_candidates_render_module(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[3]
-    target = tmp_path / calibrate.RENDER_FILE
-    target.parent.mkdir(parents=True)
-    target.write_text((repo / calibrate.RENDER_FILE).read_text(encoding="utf-8"), encoding="utf-8")
-    assert calibrate.apply_regression(tmp_path, "code") == f"{calibrate.RENDER_FILE}: x264 preset forced to faster"
-    assert '"preset": "faster",' in target.read_text(encoding="utf-8")
-    with pytest.raises(UsageError, match="expected one"):
-        calibrate.apply_regression(tmp_path, "code")
+def test_table_counts_each_condition() -> None:
+    rows = [_row("aa", "PASS", 1.0), _row("aa", "INCONCLUSIVE", 0.99), _row("cpu-filter", "FAIL", 0.86)]
+    text = calibrate.table(rows)
+    assert "| A/A (no change) | 2 | 0 | 1 | 1 | 0 FAIL |" in text
+    assert "| CPU in the render's filter graph | 1 | 1 | 0 | 0 | >= 95 % FAIL | n/a / 0.860, n/a |" in text
 
 
-def test_schedule_alternates_scenarios() -> None:
-    assert [s for s, _ in calibrate.schedule(2, 3, "code")] == ["A/A", "regression"] * 2 + ["regression"]
-    assert calibrate.schedule(1, 0, "code") == [("A/A", None)]
-    assert len(calibrate.schedule(20, 20, "plan")) == 40
+def test_committed_results_are_readable_rows() -> None:
+    for row in calibrate.read_rows(REPO / calibrate.RESULTS):
+        assert row["condition"] in calibrate.CONDITIONS and row["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE")
+        assert json.dumps(row)
+
+
+def test_readme_table_is_the_one_the_committed_results_give() -> None:
+    """README's calibration table is generated from the JSONL (`scripts/calibrate_perf.py --readme README.md`)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert calibrate.readme_with_table(text, calibrate.read_rows(REPO / calibrate.RESULTS)) == text
+    with pytest.raises(UsageError, match="needs one"):
+        calibrate.readme_with_table("no markers", [])

@@ -69,8 +69,7 @@ def test_perf_baseline_kind_fails_on_missing_or_edited_files(tmp_path: Path) -> 
 def _guard_result(cand: list[float], base_fps: list[float]) -> GuardResult:
     samples = [sample("baseline", f) for f in base_fps] + [sample("candidate", f) for f in cand]
     params = PerfGuardParams()
-    verdict, decisions = judge(samples[len(base_fps) :], samples[: len(base_fps)], paired=True,
-                               params=params)  # fmt: skip
+    verdict, decisions = judge(samples[len(base_fps) :], samples[: len(base_fps)], params=params)
     return GuardResult(
         verdict=verdict, mode="ab", reason="interleaved A/B against HEAD: decided", decisions=decisions,
         params=params,

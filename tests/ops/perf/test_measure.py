@@ -20,7 +20,7 @@ def _side(tree: Path) -> Side:
 
 
 def test_sub_second_render_has_real_figures(tiny_runner: Runner, tmp_path: Path) -> None:
-    sample = tiny_runner.run(_side(tmp_path))
+    (sample,) = tiny_runner.run(_side(tmp_path))
     assert sample.frames == sample.expected_frames == 35
     assert sample.wall_s < 5  # generous: it is a sub-second render on an idle machine
     assert sample.user_s + sample.sys_s > 0
@@ -36,7 +36,7 @@ def test_sub_second_render_has_real_figures(tiny_runner: Runner, tmp_path: Path)
 def test_ffmpeg_peak_does_not_inherit_the_parents_size(tiny_runner: Runner, tmp_path: Path) -> None:
     ballast = b"\x01" * (300 * 1024 * 1024)  # make this Python process 300 MiB resident
     try:
-        sample = tiny_runner.run(_side(tmp_path))
+        (sample,) = tiny_runner.run(_side(tmp_path))
     finally:
         del ballast
     assert sample.parent_rss_mb > 300  # the harness really was big
@@ -130,18 +130,21 @@ def test_command_template_hides_machine_paths(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_committed_reference_workload_runs_through_montage_run(
-    ffmpeg_tools: tuple[str, str], tmp_path: Path
-) -> None:
-    """The real workload: the reference clip rendered by `montage run --from-plan` with this tree's plan."""
+def test_the_committed_workload_runs_the_whole_main_job(ffmpeg_tools: tuple[str, str], tmp_path: Path) -> None:
+    """The real workload: plan (probe, cold analysis, selection) then render of that plan, each measured alone."""
     repo = Path(__file__).resolve().parents[3]
     runner = Runner.prepare(tmp_path)
-    assert runner.clip.frames == 360
+    assert runner.clip.frames == 240
     side = make_side("candidate", repo)
-    assert side.workload.kind == "montage-run"
-    sample = runner.run(side)
-    assert sample.frames == 300
-    assert sample.ffmpeg_processes >= 2  # loudness measurement, render, verification
-    assert sample.cpu_fps > 0 and sample.ffmpeg_rss_mb > 5
-    assert sample.parent_rss_source.startswith("VmHWM of the workload's root process")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["reference.json", "reference.mp4"]  # outputs cleaned
+    assert side.workload.kind == "main-job" and side.workload.stage_names == ["plan", "render"]
+    plan, render = runner.run(side)
+    assert (plan.stage, render.stage) == ("plan", "render")
+    assert plan.frames == 240 and render.frames == 90
+    assert plan.ffmpeg_processes >= 1  # the one-decode analysis ran: the cache was cold
+    assert render.ffmpeg_processes >= 2  # loudness measurement, render, verification
+    assert plan.cpu_fps > 0 and render.cpu_fps > 0 and render.ffmpeg_rss_mb > 5
+    assert render.parent_rss_source.startswith("VmHWM of the workload's root process")
+    # outputs, plan and analysis cache cleaned: the next run's analysis is cold again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reference.json", "reference.mp4"]
+    again, _ = runner.run(side)
+    assert again.ffmpeg_processes >= 1
