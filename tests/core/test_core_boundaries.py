@@ -123,7 +123,7 @@ def test_the_scan_finds_planted_violations(tmp_path: Path) -> None:
     assert any("reads cgroup files" in v for v in found)
 
 
-@pytest.mark.parametrize("module", ["files", "proc", "git", "flags", "cgroup", "ffmpeg", "loopback"])
+@pytest.mark.parametrize("module", ["files", "proc", "git", "flags", "envfile", "cgroup", "ffmpeg", "loopback"])
 def test_core_modules_import_light(module: str) -> None:
     """Importing montage.core.* pulls in no pydantic, SQLAlchemy, FastAPI or the media stack."""
     import subprocess
