@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,34 @@ def revert_target(phase: Phase, repo_root: Path, layout: bundles.ProofsLayout) -
     return commit
 
 
+def _revert(
+    step: RollbackStep, phase: Phase, repo_root: Path, layout: bundles.ProofsLayout, log: Path,
+    out: Callable[[str], None],
+) -> tuple[ExitCode, dict[str, Any]]:  # fmt: skip
+    """One ``revert: bundle_commit`` step through :mod:`montage.core.git`: (exit code, record entry)."""
+    entry: dict[str, Any] = {"id": step.id, "argv": step.argv(), "exit_code": None, "log": log.name}
+    try:
+        commit = revert_target(phase, repo_root, layout)
+    except RevertRefused as exc:
+        log.write_text(f"refused: {exc}\n", encoding="utf-8")
+        out(f"rollback step {step.id}: {describe(step)}\n  REFUSED: {exc}")
+        return ExitCode.REFUSED, {**entry, "refused": str(exc)}
+    entry["argv"] = [*step.argv()[:-1], commit]
+    out(f"rollback step {step.id}: {describe(step, commit)}")
+    started = time.monotonic()
+    try:
+        stdout = core_git.git(repo_root, "revert", "--no-edit", commit,
+                              timeout_s=step.timeout_s or DEFAULT_REVERT_TIMEOUT_S)  # fmt: skip
+    except (core_git.GitError, ToolMissing) as exc:
+        log.write_text(f"{exc}\n", encoding="utf-8")
+        out(f"  failed: {exc}")
+        core_git.try_git(repo_root, "revert", "--abort")  # a conflicted revert leaves nothing half-done
+        return ExitCode.FAIL, {**entry, "exit_code": 1, "duration_s": round(time.monotonic() - started, 3)}
+    log.write_text(stdout + "\n", encoding="utf-8")
+    out(f"  ok: reverted {commit[:12]} as {core_git.git(repo_root, 'rev-parse', '--short=12', 'HEAD')}")
+    return ExitCode.OK, {**entry, "exit_code": 0, "duration_s": round(time.monotonic() - started, 3)}
+
+
 def execute(
     phase: Phase,
     repo_root: Path,
@@ -146,20 +175,16 @@ def execute(
     try:
         for step in phase.rollback:
             rel = f"{step.id}.log"
+            if step.revert is not None:
+                step_code, entry = _revert(step, phase, repo_root, layout, tmp / rel, out)
+                record["steps"].append(entry)
+                if step_code != ExitCode.OK:
+                    code = step_code
+                    break
+                continue
             argv = step.argv()
             timeout = step.timeout_s or DEFAULT_FLAG_TIMEOUT_S
-            if step.revert is not None:
-                timeout = step.timeout_s or DEFAULT_REVERT_TIMEOUT_S
-                try:
-                    argv = ["git", "revert", "--no-edit", revert_target(phase, repo_root, layout)]
-                except RevertRefused as exc:
-                    (tmp / rel).write_text(f"refused: {exc}\n", encoding="utf-8")
-                    record["steps"].append({"id": step.id, "argv": argv, "exit_code": None, "refused": str(exc),
-                                            "log": rel})  # fmt: skip
-                    out(f"rollback step {step.id}: {describe(step)}\n  REFUSED: {exc}")
-                    code = ExitCode.REFUSED
-                    break
-            out(f"rollback step {step.id}: {describe(step, argv[-1] if step.revert else None)}")
+            out(f"rollback step {step.id}: {describe(step)}")
             try:
                 done = run_logged(argv, tmp / rel, repo_root, timeout)
             except ToolMissing as exc:
