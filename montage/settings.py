@@ -41,7 +41,6 @@ from montage.errors import ConfigError
 
 ENV_PREFIX = sources.ENV_PREFIX
 NESTED_DELIMITER = sources.NESTED_DELIMITER
-DEFAULT_SECRETS_DIR = Path("/run/secrets")
 
 ConfigSourceName = Literal["settings_v2", "legacy"]
 
@@ -270,29 +269,16 @@ def use_settings_v2(environ: Mapping[str, str] | None = None, flags_file: Path |
 
 
 def _secrets_dir(environ: Mapping[str, str]) -> Path | None:
-    raw = environ.get("MONTAGE_SECRETS_DIR")
-    if raw == "":
-        return None  # MONTAGE_SECRETS_DIR= (empty): no secrets directory at all
-    if raw is not None:
-        path = Path(raw)
-        if not path.is_dir():
-            raise ConfigError(f"MONTAGE_SECRETS_DIR={raw!r} is not a directory.")
-        return path
-    return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
+    from montage.core.envfile import secrets_dir  # one rule for settings and the flags-file path
+
+    return secrets_dir(environ)
 
 
 def _env_file(environ: Mapping[str, str]) -> Path | None:
     """``MONTAGE_ENV_FILE`` when set (and then ./.env is not read), else ./.env; None when absent."""
-    named = environ.get("MONTAGE_ENV_FILE")
-    if named == "":
-        return None  # MONTAGE_ENV_FILE= (empty): no .env file at all
-    path = Path(".env" if named is None else named)
-    if not path.exists():
-        return None
-    if not path.is_file():
-        what = f"MONTAGE_ENV_FILE={named!r}" if named is not None else f"{path.absolute()}"
-        raise ConfigError(f"{what} is not a regular file; expected a .env file of NAME=value lines.")
-    return path
+    from montage.core.envfile import env_file
+
+    return env_file(environ)
 
 
 @cache

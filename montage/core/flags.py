@@ -1,7 +1,10 @@
 """Flags: the flags file, where it is, which flags exist, and the one rule for what a value means.
 
-* **Where**: :func:`flags_path` is the only place the path is worked out (an explicit path, else
-  ``MONTAGE_OPS__FLAGS_FILE``, else ``var/flags.json``; a relative path is taken from ``root``).
+* **Where**: :func:`flags_path` is the only place the path is worked out: an explicit path, else
+  ``MONTAGE_OPS__FLAGS_FILE`` from the same sources and in the same order as settings_v2 (the
+  environment, the ``.env`` file, the secrets directory; :mod:`montage.core.envfile`), else
+  ``var/flags.json``; a relative path is taken from ``root``.  So ``montage flags set``, the service,
+  the worker, the reaper and the toolkit's sessions all agree on one file without loading settings.
 * **Which**: :data:`REGISTRY` lists every flag with its type, default, owner and meaning; setting a
   name that is not there is refused (a typo must not silently do nothing).
 * **What a value means**: :func:`truthy` accepts ``true/false``, ``1/0``, ``yes/no``, ``on/off`` as
@@ -16,7 +19,6 @@ its ``set_flag`` writes both stores.  Writes here are atomic (temporary file, th
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,13 +69,19 @@ REGISTRY: dict[str, FlagSpec] = {
 def flags_path(
     explicit: Path | str | None = None, *, environ: Mapping[str, str] | None = None, root: Path | None = None
 ) -> Path:
-    """The flags file: ``explicit`` if given, else ``$MONTAGE_OPS__FLAGS_FILE``, else ``var/flags.json``.
+    """The flags file: ``explicit`` if given, else ``MONTAGE_OPS__FLAGS_FILE`` as settings_v2 would read
+    it (environment, then the ``.env`` file, then the secrets directory), else ``var/flags.json``.
 
-    A relative path is taken from ``root`` when given (the repository a check runs in), else from the
-    current directory.
+    A relative path is taken from ``root`` when given (the repository a check runs in; its ``.env``
+    is then ``root/.env``), else from the current directory.
     """
-    env = os.environ if environ is None else environ
-    path = Path(explicit) if explicit else Path(env.get(ENV_VAR) or DEFAULT_PATH)
+    from montage.core.envfile import lookup
+
+    if explicit:
+        path = Path(explicit)
+    else:
+        found = lookup(ENV_VAR, environ, root)
+        path = Path(found[0]) if found is not None else DEFAULT_PATH
     return root / path if root is not None and not path.is_absolute() else path
 
 

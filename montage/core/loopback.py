@@ -6,13 +6,12 @@ an HTTP client into ``montage.core``.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +44,23 @@ def answers(url: str, timeout_s: float = 2.0) -> bool:
 
 @dataclass
 class Server:
-    """A started server: its base URL, port, process and log."""
+    """A started server: its base URL, port, process and log.
+
+    Also a context manager (``with start(...) as server:``) that stops it on every exit path.
+    """
 
     base: str
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    grace_s: float = 30.0
     returncode: int | None = None
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(self.grace_s)
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -77,16 +86,18 @@ def start(
     env: Mapping[str, str] | None = None,
     unset_prefixes: Sequence[str] = (),
     timeout_s: float = 60.0,
+    grace_s: float = 30.0,
     name: str = "server",
 ) -> Server:
     """Start ``argv`` (which must listen on ``port``) and wait until ``ready_path`` answers 200.
 
     Raises :class:`NotReady` (after stopping it) when the server exits or ``timeout_s`` passes first.
+    ``grace_s`` is how long leaving ``with`` gives it between SIGTERM and SIGKILL.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as fh:
         child = proc.spawn(argv, cwd=cwd, env=env, unset_prefixes=unset_prefixes, stdout=fh, stderr=subprocess.STDOUT)
-    server = Server(base=f"http://{HOST}:{port}", port=port, proc=child, log=log)
+    server = Server(base=f"http://{HOST}:{port}", port=port, proc=child, log=log, grace_s=grace_s)
     try:
         deadline = time.monotonic() + timeout_s
         while not answers(server.base + ready_path):
@@ -98,25 +109,3 @@ def start(
         server.stop(grace_s=5.0)
         raise
     return server
-
-
-@contextlib.contextmanager
-def serving(
-    argv: Sequence[str],
-    *,
-    port: int,
-    ready_path: str,
-    log: Path,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    unset_prefixes: Sequence[str] = (),
-    timeout_s: float = 60.0,
-    grace_s: float = 30.0,
-) -> Iterator[Server]:
-    """:func:`start`, yield the server, :meth:`Server.stop` on every exit path."""
-    server = start(argv, port=port, ready_path=ready_path, log=log, cwd=cwd, env=env,
-                   unset_prefixes=unset_prefixes, timeout_s=timeout_s)  # fmt: skip
-    try:
-        yield server
-    finally:
-        server.stop(grace_s)

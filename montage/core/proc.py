@@ -112,13 +112,15 @@ def spawn(
     stdin: int | IO[bytes] | None = subprocess.DEVNULL,
     stdout: int | IO[bytes] | None = None,
     stderr: int | IO[bytes] | None = None,
-    pdeathsig: bool = False,
+    pdeathsig: bool | signal.Signals = False,
     new_session: bool = True,
 ) -> subprocess.Popen[bytes]:
     """Start ``argv`` in its own session; a missing or non-executable program is :class:`ToolMissing`.
 
-    ``env`` overlays the inherited environment (after dropping ``unset_prefixes``).  The caller owns
-    the child: end it with :func:`stop` (or :func:`run`, which does all of this).
+    ``env`` overlays the inherited environment (after dropping ``unset_prefixes``).  ``pdeathsig``:
+    the child gets that signal (``True``: SIGKILL) when this process dies (:func:`die_with_parent`).
+    ``new_session=False`` keeps the child in the caller's process group (a terminal's Ctrl-C reaches
+    it).  The caller owns the child: end it with :func:`stop` (or :func:`run`, which does all of this).
     """
     full = expand(argv)
     try:
@@ -130,7 +132,7 @@ def spawn(
             stdout=stdout,
             stderr=stderr,
             start_new_session=new_session,
-            preexec_fn=set_pdeathsig if pdeathsig else None,
+            preexec_fn=_preexec(pdeathsig),
         )
     except FileNotFoundError:
         raise ToolMissing(f"{full[0]!r} is not installed or not on PATH (needed to run: {' '.join(full)})") from None
@@ -138,6 +140,12 @@ def spawn(
         raise ToolMissing(f"{full[0]!r} is not executable (needed to run: {' '.join(full)})") from None
     _OWN_GROUP[child.pid] = new_session
     return child
+
+
+def _preexec(pdeathsig: bool | signal.Signals) -> Callable[[], None] | None:
+    if pdeathsig is False:
+        return None
+    return die_with_parent(signal.SIGKILL if pdeathsig is True else pdeathsig)
 
 
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
@@ -183,7 +191,7 @@ def run(
     log: Path | None = None,
     on_stdout_line: LineCallback | None = None,
     grace_s: float = 0.0,
-    pdeathsig: bool = False,
+    pdeathsig: bool | signal.Signals = False,
     new_session: bool = True,
     tail_lines: int = TAIL_LINES,
 ) -> Completed:

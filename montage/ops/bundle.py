@@ -174,7 +174,11 @@ def commit(layout: ProofsLayout, phase_id: int, tmp: Path, publish: bool) -> Pat
     return final
 
 
-def prune(layout: ProofsLayout, phase_id: int, keep: int = KEEP_RUNS) -> None:
+def prune(layout: ProofsLayout, phase_id: int, keep: int | None = None) -> None:
+    """Keep the newest ``keep`` runs (default :data:`KEEP_RUNS`, read now, not when this was defined)."""
+    keep = KEEP_RUNS if keep is None else keep
+    if keep < 1:
+        raise ValueError(f"retention must keep at least one run, not {keep}")
     runs = sorted((p for p in layout.runs(phase_id).iterdir() if p.is_dir()), key=lambda p: p.name)
     for old in runs[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

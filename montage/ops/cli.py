@@ -313,7 +313,7 @@ def cmd_rollback(ctx: Ctx) -> int:
     from montage.ops.loader import load_roadmap
 
     phase = load_roadmap(ctx.phases_dir).get(_phase_number(ctx.args.phase)).phase
-    steps = rollback.plan(phase)
+    steps = rollback.plan(phase, ctx.root, ProofsLayout(ctx.proofs_dir))
     if not steps:
         ctx.out(f"phase {phase.id} ({phase.slug}) has no rollback steps.")
         ctx.emit({"phase": phase.id, "plan": [], "executed": False})

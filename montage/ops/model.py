@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -52,29 +52,40 @@ class SetFlag(_Strict):
 
 
 class RollbackStep(_Strict):
-    """A rollback step: a ``run`` / ``invoke`` command (with ``timeout_s``) or a ``set_flag``."""
+    """A rollback step: a ``run`` / ``invoke`` command (with ``timeout_s``), a ``set_flag``, or a
+    ``revert`` of the commit the phase's PASS bundle recorded (see :mod:`montage.ops.rollback`)."""
 
     id: str = Field(pattern=ID_PATTERN)
     run: list[str] | None = Field(None, min_length=1)
     invoke: str | None = None
     set_flag: SetFlag | None = Field(None, description="written to the flags file with `montage flags set`")
+    revert: Literal["bundle_commit"] | None = Field(
+        None,
+        description="bundle_commit: `git revert` the commit recorded by this phase's PASS bundle (refused when "
+        "there is none, it was recorded dirty or forced, or its commit is not in HEAD's history)",
+    )
     timeout_s: float | None = Field(None, gt=0, le=86400)
     description: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> RollbackStep:
-        given = [k for k in ("run", "invoke", "set_flag") if getattr(self, k) is not None]
+        given = [k for k in ("run", "invoke", "set_flag", "revert") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"a rollback step needs exactly one of run, invoke or set_flag; got {given or 'none'}")
-        if self.set_flag is None and self.timeout_s is None:
+            raise ValueError(
+                f"a rollback step needs exactly one of run, invoke, set_flag or revert; got {given or 'none'}"
+            )
+        if (self.run is not None or self.invoke is not None) and self.timeout_s is None:
             raise ValueError("a run/invoke rollback step needs timeout_s")
         return self
 
     def argv(self) -> list[str]:
+        """The command this step runs (a ``revert`` names its commit only when executed: ``COMMIT``)."""
         if self.run is not None:
             return list(self.run)
         if self.invoke is not None:
             return ["{python}", "-m", "invoke", *shlex.split(self.invoke)]
+        if self.revert is not None:
+            return ["git", "revert", "--no-edit", "COMMIT"]
         assert self.set_flag is not None
         value = self.set_flag.value
         rendered = canonical_json(value) if not isinstance(value, str) else value
@@ -133,6 +144,9 @@ class Phase(_Strict):
         """sha256 of the canonical definition (comments and key order do not count)."""
         data = self.model_dump(mode="json", by_alias=True)
         data["depends_on"] = self.deps
+        for step in data["rollback"]:  # added later: absent, it must not change the hash existing bundles hold
+            if step.get("revert") is None:
+                step.pop("revert", None)
         return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 

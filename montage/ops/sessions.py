@@ -133,25 +133,28 @@ def run_chain(
     Every command dies with this process (PR_SET_PDEATHSIG): killing invoke or nox never leaves
     a child running on for nobody. ``env`` is added to the inherited environment.
     """
-    from montage.ops.lifeline import die_with_me
+    import signal
+
+    from montage.core import proc as core_proc
 
     for i, argv in enumerate(commands):
         full = resolve(argv) + (list(extra) if i == len(commands) - 1 else [])
         if echo:
             print("$ " + " ".join(full), file=sys.stderr, flush=True)
-        child_env = {**os.environ, **env} if env else None
-        proc = subprocess.Popen(full, cwd=cwd or repo_root(), env=child_env, preexec_fn=die_with_me())
+        # Interactive: the terminal's stdin/stdout and process group (Ctrl-C reaches the child too).
+        child = core_proc.spawn(full, cwd=cwd or repo_root(), env=env, stdin=None, pdeathsig=signal.SIGTERM,
+                                new_session=False)  # fmt: skip
         try:
-            rc = proc.wait(timeout=timeout_s)
+            rc = child.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            proc.kill()
             print(f"timed out after {timeout_s:.0f}s: {' '.join(full)}", file=sys.stderr)
+            core_proc.stop(child)
             rc = 1
         except KeyboardInterrupt:
-            proc.terminate()
+            core_proc.stop(child, grace_s=10.0)
             rc = 130
         finally:
-            proc.wait()
+            core_proc.stop(child)  # always waited; kills only a child still running
         if rc != 0:
             return rc
     return 0

@@ -61,7 +61,7 @@ def served_process(
            "MONTAGE_OPS__FLAGS_FILE": str(workdir / "flags.json"), "USE_SETTINGS_V2": "true"}  # fmt: skip
     env.update(extra_env or {})
     try:
-        with loopback.serving(
+        with loopback.start(
             [sys.executable, "-m", "montage", "serve", "--port", str(port), "--workers", "0"],
             port=port, ready_path=ready_path, log=workdir / f"serve-{port}.log", cwd=workdir, env=env,
             unset_prefixes=("MONTAGE_",),

@@ -94,13 +94,13 @@ class WorkerPool:
 
     def _spawn(self, index: int) -> None:
         # The worker dies with this process (even on SIGKILL), so a restarted serve never finds two
-        # workers under one id. (Until montage.core.proc has its pdeathsig option: the worker's own helper.)
-        from montage.core.proc import die_with_parent
+        # workers under one id.  It stays in serve's process group: a terminal's Ctrl-C reaches both.
+        from montage.core.proc import spawn
 
         argv = [sys.executable, "-m", "montage", "worker", "--id", f"embedded-{index}"]
         if self.log_file is not None:
             argv += ["--log-file", str(self.log_file)]
-        self.procs[index] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent())
+        self.procs[index] = spawn(argv, pdeathsig=True, new_session=False)
         log.info("worker embedded-%d started (pid %d)", index, self.procs[index].pid)
         self._record()
 

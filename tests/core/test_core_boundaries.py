@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "montage"
 CORE = PACKAGE / "core"
-RUNNERS = {"run", "Popen", "call", "check_call", "check_output", "create_subprocess_exec", "spawn"}
+RUNNERS = {"run", "Popen", "call", "check_call", "check_output", "create_subprocess_exec", "spawn", "run_logged"}
 CGROUP_MARKERS = ("/sys/fs/cgroup", "/proc/self/cgroup", "/proc/self/mountinfo", "memory.max", "memory.current",
                   "memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat", "cpu.max")  # fmt: skip
 FLAGS_ENV = "MONTAGE_OPS__FLAGS_FILE"
@@ -106,6 +106,7 @@ def bad(repo):
     os.environ.get("MONTAGE_OPS__FLAGS_FILE", "var/flags.json")
     os.environ["MONTAGE_OPS__FLAGS_FILE"]
     env = {"MONTAGE_OPS__FLAGS_FILE": "/tmp/x/flags.json"}  # a child's own file: allowed
+    run_logged(["git", "revert", "HEAD"], log, repo, 60)
 '''
 
 
@@ -114,8 +115,8 @@ def test_the_scan_finds_planted_violations(tmp_path: Path) -> None:
     planted.write_text(PLANTED, encoding="utf-8")
     found = violations(planted.read_text(encoding="utf-8"), planted.name)
     lines = sorted({int(v.split(":")[1]) for v in found})
-    assert lines == [6, 7, 8, 9, 10, 11, 12, 13], found
-    assert sum("runs git itself" in v for v in found) == 2
+    assert lines == [6, 7, 8, 9, 10, 11, 12, 13, 15], found
+    assert sum("runs git itself" in v for v in found) == 3
     assert sum("git worktree" in v for v in found) == 2
     assert sum("ffmpeg/ffprobe" in v for v in found) == 2
     assert sum(f"reads {FLAGS_ENV}" in v for v in found) == 2
@@ -123,7 +124,7 @@ def test_the_scan_finds_planted_violations(tmp_path: Path) -> None:
     assert any("reads cgroup files" in v for v in found)
 
 
-@pytest.mark.parametrize("module", ["files", "proc", "git", "flags", "cgroup", "ffmpeg", "loopback"])
+@pytest.mark.parametrize("module", ["files", "proc", "git", "flags", "envfile", "cgroup", "ffmpeg", "loopback"])
 def test_core_modules_import_light(module: str) -> None:
     """Importing montage.core.* pulls in no pydantic, SQLAlchemy, FastAPI or the media stack."""
     import subprocess

@@ -21,8 +21,8 @@ def test_free_port_is_bindable() -> None:
 def test_serve_wait_and_stop(tmp_path: Path) -> None:
     (tmp_path / "ready").write_text("ok")
     port = loopback.free_port()
-    with loopback.serving(["{python}", "-c", SERVER, str(port)], port=port, ready_path="/ready",
-                          log=tmp_path / "server.log", cwd=tmp_path, timeout_s=30, grace_s=5) as server:  # fmt: skip
+    with loopback.start(["{python}", "-c", SERVER, str(port)], port=port, ready_path="/ready",
+                        log=tmp_path / "server.log", cwd=tmp_path, timeout_s=30, grace_s=5) as server:  # fmt: skip
         assert loopback.answers(f"{server.base}/ready")
         proc = server.proc
     assert proc.poll() is not None and not loopback.answers(f"{server.base}/ready", timeout_s=1)

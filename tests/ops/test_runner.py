@@ -272,12 +272,16 @@ def test_verify_all_and_missing_bundle(two_phases: Repo, capsys: pytest.CaptureF
 
 
 def test_retention_keeps_the_newest_runs(two_phases: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retention applied by the gate runs themselves (bundle.commit), not by calling prune by hand."""
     monkeypatch.setattr(bundles, "KEEP_RUNS", 2)
-    for _ in range(3):
-        assert two_phases.ops("gate", "0") == 0
     layout = bundles.ProofsLayout(two_phases.proofs)
-    bundles.prune(layout, 0, keep=2)
-    assert len(list(layout.runs(0).iterdir())) == 2
+    made = []
+    for _ in range(4):
+        assert two_phases.ops("gate", "0") == 0
+        made.append(max(p.name for p in layout.runs(0).iterdir()))
+    kept = sorted(p.name for p in layout.runs(0).iterdir())
+    assert kept == made[-2:]  # exactly the configured number, and the newest ones
+    assert all(bundles.load_manifest(layout.runs(0) / name).verdict == "PASS" for name in kept)
 
 
 def test_list_and_status_human_and_json(two_phases: Repo, capsys: pytest.CaptureFixture[str]) -> None:

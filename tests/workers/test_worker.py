@@ -119,13 +119,45 @@ async def test_retention_removes_old_files(db: Database, clip: Path, tmp_path: P
     assert not results.exists() and (await _job(db, job_id)).purged_at is not None
 
 
-def test_montage_run_executor_argv() -> None:
-    from montage.workers.executor import JobSpec
+MINIMAL = Path(__file__).resolve().parents[1] / "assets" / "minimal.mp4"
 
-    spec = JobSpec("j", Path("/in.mp4"), 20.0, "9:16", Path("/out/.a.mp4"), Path("/out/.a.plan.json"))
-    argv = MontageRunExecutor().argv(spec)
-    assert argv[1:] == ["-m", "montage", "run", "/in.mp4", "-o", "/out/.a.mp4", "--duration", "20", "--aspect",
-                        "9:16", "--json"]  # fmt: skip
+
+async def test_montage_run_executor_renders_a_real_montage(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production executor (`montage run` in a child process) on the real minimal asset, end to end."""
+    import json
+    import subprocess
+
+    from montage.core import ffmpeg as core_ffmpeg
+
+    for name in [k for k in os.environ if k.startswith("MONTAGE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MONTAGE_MEDIA__CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # the child reads no stray ./.env
+    async with db.begin() as session:
+        job_id = (await jobs.create_job(session, input_path=str(MINIMAL), uploaded=False, duration_s=2,
+                                        aspect="9:16")).id  # fmt: skip
+    assert await Worker(db, MontageRunExecutor(), _config(tmp_path, job_timeout_s=300.0)).run(once=True) == 1
+    job = await _job(db, job_id)
+    assert job.state == "succeeded", job.error
+    result = Path(job.result_path or "")
+    # one plan (moved, not copied) and the timelines `montage run` writes beside its output
+    assert sorted(p.name for p in result.parent.iterdir()) == [
+        "montage.edl", "montage.mp4", "montage.otio", "montage.xml", "plan.json",
+    ]  # fmt: skip
+    probe = subprocess.run(
+        [core_ffmpeg.locate(None, environ={}).ffprobe or "ffprobe", "-v", "error", "-show_entries",
+         "stream=codec_type,width,height:format=duration", "-of", "json", str(result)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    info = json.loads(probe.stdout)
+    video = next(s for s in info["streams"] if s["codec_type"] == "video")
+    assert video["height"] > video["width"], video  # 9:16, as asked
+    assert any(s["codec_type"] == "audio" for s in info["streams"])
+    assert abs(float(info["format"]["duration"]) - 2.0) < 0.5, info["format"]
+    plan = json.loads((result.parent / "plan.json").read_text())
+    assert plan["segments"] and all(0 <= seg["start"] < seg["end"] <= 4.0 for seg in plan["segments"])
 
 
 async def test_workers_paused_flag_applies_from_the_next_claim(db: Database, clip: Path, tmp_path: Path) -> None:
