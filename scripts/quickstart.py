@@ -58,7 +58,6 @@ KINDS = {
     ".plan.json": "edit plan",
     ".edl": "EDL (CMX 3600)",
     ".xml": "Final Cut Pro 7 XML",
-    ".fcpxml": "FCPXML (Final Cut Pro)",
     ".otio": "OpenTimelineIO",
 }
 
@@ -66,12 +65,10 @@ KINDS = {
 def written(demo: Path, output: Path) -> list[tuple[Path, str]]:
     """The demo clip, then every file of the montage (``montage.mp4`` and its sidecars), as found on disk."""
     stem = output.name[: -len(output.suffix)]
-    found = [(demo, "demo clip")]
-    for path in sorted(output.parent.glob(stem + ".*")):
-        if path.is_file():
-            suffix = path.name[len(stem) :]
-            found.append((path, KINDS.get(suffix, "output")))
-    return found
+    order = list(KINDS)
+    found = [(p, p.name[len(stem) :]) for p in output.parent.glob(stem + ".*") if p.is_file()]
+    found.sort(key=lambda item: (order.index(item[1]) if item[1] in KINDS else len(order), item[0].name))
+    return [(demo, "demo clip"), *((path, KINDS.get(suffix, "output")) for path, suffix in found)]
 
 
 if __name__ == "__main__":
