@@ -101,7 +101,6 @@ class MediaSettings(_Section):
     crf: int = Field(23, ge=0, le=51)
     loudness_lufs: float = Field(-16.0, ge=-70, le=-5, description="integrated loudness target")
     true_peak_db: float = Field(-1.5, ge=-9, le=0)
-    lra: float = Field(11.0, ge=1, le=50)
     resolve_module: Path | None = Field(
         None, description="path of DaVinci Resolve's scripting module (DaVinciResolveScript.py)"
     )

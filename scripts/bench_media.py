@@ -5,19 +5,28 @@
 
 * analysis (Montage's one-pass graph + parsing) vs a bare decode ``ffmpeg -i X -f null -``;
 * render (Montage's loudness measuring pass + single-encode render + loudness check) vs one
-  hand-written ffmpeg filter_complex with the same cuts, preset and CRF (its loudnorm measuring
-  pass counted too);
+  hand-written ffmpeg filter_complex with the same cuts, preset and CRF, its loudness done the way
+  Montage decides it (an ebur128 measuring pass counted too, then one gain, and the 192 kHz limiter
+  only when the gained true peak would pass the ceiling);
+* loudness, audio only: Montage's chain (measuring pass(es), then gain / limiter) vs the chain it
+  replaced (ffmpeg loudnorm's two passes, up to commit 703f286), on the reference montage and on a
+  hot 5.1 clip whose peaks need the limiter (scripts/build_corpus.py's hot51_ac3.mp4);
 * ROVER fusion of 3 transcripts x 10,000 words.
 
 Runs are interleaved (A, B, A, B, ...) and the median is reported.  CPU time (user+sys of this
-process and its children) is the figure to compare on a shared machine; wall time is printed too.
-Not a test: it prints figures (targets: analysis <= 1.15x, render <= 1.2x, ROVER < 200 ms).
+process and its children) is the figure to compare on a shared machine; wall time is printed too,
+and the 1-minute load average at the start and the end.
+Not a test: it prints figures (targets: analysis <= 1.15x, render <= 1.2x, loudness <= 1.0x of
+loudnorm's CPU, ROVER < 200 ms).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import re
 import resource
 import statistics
 import subprocess
@@ -27,7 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from build_corpus import build_reference
+from build_corpus import LOUDNESS_CORPUS, build_loud_clip, build_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +53,14 @@ def measure(fn: Callable[[], object]) -> tuple[float, float]:
     return _cpu() - cpu0, time.perf_counter() - wall0
 
 
-def side_by_side(name: str, ours: Callable[[], object], base: Callable[[], object], runs: int, target: float) -> None:
+def side_by_side(
+    name: str,
+    ours: Callable[[], object],
+    base: Callable[[], object],
+    runs: int,
+    target: float,
+    base_name: str = "baseline",
+) -> None:
     ours_cpu, ours_wall, base_cpu, base_wall = [], [], [], []
     base()  # warm-up (page cache, first-run costs) on both sides
     ours()
@@ -60,13 +76,13 @@ def side_by_side(name: str, ours: Callable[[], object], base: Callable[[], objec
     verdict = "PASS" if cpu_ratio <= target else "FAIL"
     print(
         f"{name:<9} montage cpu {statistics.median(ours_cpu):6.2f}s wall {statistics.median(ours_wall):6.2f}s | "
-        f"baseline cpu {statistics.median(base_cpu):6.2f}s wall {statistics.median(base_wall):6.2f}s | "
+        f"{base_name} cpu {statistics.median(base_cpu):6.2f}s wall {statistics.median(base_wall):6.2f}s | "
         f"ratio cpu {cpu_ratio:.3f}x wall {wall_ratio:.3f}x (target <= {target}x, {verdict} on cpu; runs={runs})"
     )
 
 
-def handwritten_render(ffmpeg: str, plan: object, out: Path, threads: int) -> None:
-    """The same montage as one hand-written command (plus loudnorm's measuring pass), no Montage code."""
+def _cut_chains(plan: object) -> tuple[list[str], list[str], list[str]]:
+    """Hand-written inputs and per-segment video/audio chains for ``plan`` (one source), no Montage code."""
     segs = plan.segments  # type: ignore[attr-defined]
     render = plan.render  # type: ignore[attr-defined]
     src = plan.sources[0].path  # type: ignore[attr-defined]
@@ -83,23 +99,46 @@ def handwritten_render(ffmpeg: str, plan: object, out: Path, threads: int) -> No
             f"[{i}:a:0]asetpts=PTS-STARTPTS,aresample=48000,aformat=channel_layouts=stereo,apad,"
             f"atrim=duration={d:.6f},asetpts=PTS-STARTPTS[a{i}]"
         )
-    n = len(segs)
-    aconcat = "".join(f"[a{i}]" for i in range(n)) + f"concat=n={n}:v=0:a=1"
-    lt = render.loudness
-    measure_graph = ";".join(achains) + f";{aconcat},loudnorm=I={lt.integrated}:TP={lt.true_peak}:LRA={lt.lra}"
-    measure_graph += ":print_format=json[out]"
-    first = subprocess.run(
-        [ffmpeg, "-hide_banner", "-nostdin", *inputs, "-filter_complex", measure_graph, "-map", "[out]", "-f", "null",
-         "-"], capture_output=True, text=True, timeout=3600, check=True,
-    )  # fmt: skip
-    import json
+    return inputs, vchains, achains
 
-    m = json.loads(first.stderr[first.stderr.rfind("{") : first.stderr.rfind("}") + 1])
-    norm = (
-        f"loudnorm=I={lt.integrated}:TP={lt.true_peak}:LRA={lt.lra}:measured_I={m['input_i']}:"
-        f"measured_TP={m['input_tp']}:measured_LRA={m['input_lra']}:measured_thresh={m['input_thresh']}:"
-        f"offset={m['target_offset']}:linear=true,aresample=48000"
-    )
+
+def _ffmpeg_stderr(ffmpeg: str, args: list[str]) -> str:
+    argv = [ffmpeg, "-hide_banner", "-nostdin", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=True).stderr
+
+
+def _last_float(pattern: str, text: str) -> float:
+    found = re.findall(pattern, text)
+    return float(found[-1]) if found and found[-1] not in {"-inf", "nan"} else float("-inf")
+
+
+def handwritten_gain(ffmpeg: str, plan: object) -> str:
+    """What one would write by hand for Montage's loudness rule: measure the mix with ebur128 (integrated
+    loudness, true peak), one constant gain, and a 192 kHz lookahead limiter only when the gained true
+    peak would pass the ceiling.  Returns the audio filters to append (no re-measure of the limited chain)."""
+    inputs, _, achains = _cut_chains(plan)
+    n = len(achains)
+    lt = plan.render.loudness  # type: ignore[attr-defined]
+    graph = ";".join(achains) + ";" + "".join(f"[a{i}]" for i in range(n)) + f"concat=n={n}:v=0:a=1,"
+    graph += "ebur128=peak=true[out]"
+    err = _ffmpeg_stderr(ffmpeg, [*inputs, "-filter_complex", graph, "-map", "[out]", "-f", "null", "-"])
+    summary = err[err.rfind("Summary:") :]
+    integrated = _last_float(r"I:\s*(-?[\d.]+|-inf|nan)\s*LUFS", summary)
+    peak = _last_float(r"Peak:\s*(-?[\d.]+|-inf|nan)\s*dBFS", summary)
+    gain = lt.integrated - integrated if integrated > -70 else 0.0
+    chain = f"volume={gain:.2f}dB:precision=double"
+    if peak + gain > lt.true_peak:
+        limit = 10 ** (lt.true_peak / 20)
+        chain += f",aresample=192000,alimiter=limit={limit:.6f}:attack=5:release=80:level=0:latency=1,aresample=48000"
+    return chain
+
+
+def handwritten_render(ffmpeg: str, plan: object, out: Path, threads: int) -> None:
+    """The same montage as one hand-written command (plus its loudness measuring pass), no Montage code."""
+    render = plan.render  # type: ignore[attr-defined]
+    inputs, vchains, achains = _cut_chains(plan)
+    n = len(vchains)
+    norm = handwritten_gain(ffmpeg, plan) + ",aresample=48000"
     pairs = "".join(f"[v{i}][a{i}]" for i in range(n))
     graph = ";".join(vchains + achains) + f";{pairs}concat=n={n}:v=1:a=1[v][a0];[a0]{norm}[a]"
     subprocess.run(
@@ -109,6 +148,43 @@ def handwritten_render(ffmpeg: str, plan: object, out: Path, threads: int) -> No
          "+faststart", str(out)],
         check=True, timeout=3600,
     )  # fmt: skip
+
+
+LRA_LOUDNORM = 11.0  # loudnorm's LRA target as the pre-change chain used it (its old default)
+
+
+def loudnorm_two_pass(ffmpeg: str, plan: object) -> None:
+    """The loudness chain Montage had before its measured gain (up to 703f286): loudnorm's measuring
+    pass, then loudnorm ``linear=true`` with those figures, audio only (to a null muxer)."""
+    inputs, _, achains = _cut_chains(plan)
+    n = len(achains)
+    lt = plan.render.loudness  # type: ignore[attr-defined]
+    mix = ";".join(achains) + ";" + "".join(f"[a{i}]" for i in range(n)) + f"concat=n={n}:v=0:a=1,"
+    first = mix + f"loudnorm=I={lt.integrated}:TP={lt.true_peak}:LRA={LRA_LOUDNORM}:print_format=json[out]"
+    err = _ffmpeg_stderr(ffmpeg, [*inputs, "-filter_complex", first, "-map", "[out]", "-f", "null", "-"])
+    m = json.loads(err[err.rfind("{") : err.rfind("}") + 1])
+    second = mix + (
+        f"loudnorm=I={lt.integrated}:TP={lt.true_peak}:LRA={LRA_LOUDNORM}:measured_I={m['input_i']}:"
+        f"measured_TP={m['input_tp']}:measured_LRA={m['input_lra']}:measured_thresh={m['input_thresh']}:"
+        f"offset={m['target_offset']}:linear=true,aresample=48000[out]"
+    )
+    _ffmpeg_stderr(ffmpeg, [*inputs, "-filter_complex", second, "-map", "[out]", "-f", "null", "-"])
+
+
+def montage_loudness(plan: object, infos: list[object], tools: object) -> object:
+    """Montage's loudness chain, audio only: its measuring pass(es), then the mix with the gain (and the
+    limiter when it decided one) to a null muxer."""
+    import ffmpeg as ffmpeg_python
+
+    from montage.media import loudness, render
+    from montage.media.ffmpeg import run_ffmpeg
+
+    decided = render.measure_loudness(plan, infos, tools)  # type: ignore[arg-type]
+    audio = render._mix(plan, infos)  # type: ignore[arg-type]
+    audio = loudness.apply(audio, decided.gain_db, decided.limit, decided.ceiling_db)
+    args = ffmpeg_python.output(audio, "-", f="null").compile(cmd="ffmpeg")[1:]
+    run_ffmpeg(tools, args, what="loudness bench")  # type: ignore[arg-type]
+    return decided
 
 
 def rover_bench(runs: int) -> None:
@@ -147,6 +223,7 @@ def main(argv: list[str]) -> int:
     from montage.media.pipeline import RunOptions, StageReporter, plan_montage, render_plan
     from montage.media.video_processor import file_sha256, probe
 
+    load0 = os.getloadavg()[0]
     tools = tools_from_settings()
     if not args.clip.exists():
         print(f"building the reference clip {args.clip}")
@@ -178,8 +255,29 @@ def main(argv: list[str]) -> int:
             args.runs,
             1.2,
         )
+        loudness_bench("loudness", plan, infos, tools, args.runs)
+        hot = next(c for c in LOUDNESS_CORPUS if c.name == "hot51_ac3.mp4")
+        hot_clip = build_loud_clip(tools.ffmpeg, hot, out_dir)
+        options = RunOptions(inputs=[hot_clip], output=out_dir / "hot.mp4", duration=5.0, framing="centre")
+        hot_plan, hot_infos, _ = plan_montage(options, tools, StageReporter(None))
+        loudness_bench("loud-hot", hot_plan, hot_infos, tools, args.runs)
     rover_bench(args.runs)
+    print(f"load      1-minute load average {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
     return 0
+
+
+def loudness_bench(name: str, plan: object, infos: list[object], tools: object, runs: int) -> None:
+    decided = montage_loudness(plan, infos, tools)
+    path = "limited at 192 kHz (re-measured)" if decided.limit else "linear gain only"  # type: ignore[attr-defined]
+    print(f"{name:<9} {plan.duration:.2f} s mix: gain {decided.gain_db:+.2f} dB, {path}")  # type: ignore[attr-defined]
+    side_by_side(
+        name,
+        lambda: montage_loudness(plan, infos, tools),
+        lambda: loudnorm_two_pass(tools.ffmpeg, plan),  # type: ignore[attr-defined]
+        runs,
+        1.0,
+        base_name="loudnorm",
+    )
 
 
 if __name__ == "__main__":

@@ -6,13 +6,27 @@ with the exact install command; under ``CI=true`` it fails, because CI must prov
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def install_line(*packages: str) -> str:
+    """The install line scripts/_bootstrap.py prints for this user (plain as root, ``sudo`` when there is
+    one, else "as root:"; ``--no-install-recommends``), so a skip says what run_tests.py says."""
+    spec = importlib.util.spec_from_file_location(
+        "_montage_bootstrap", Path(__file__).resolve().parent.parent / "scripts" / "_bootstrap.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.install_hint(list(packages)))
 
 
 def missing_tool(message: str) -> None:
@@ -27,7 +41,7 @@ def require_tool() -> Callable[[str, str], str]:
     def _require(name: str, package: str) -> str:
         path = shutil.which(name)
         if path is None:
-            missing_tool(f"{name} is not installed; install it with: apt-get install {package}")
+            missing_tool(f"{name} is not installed; install it with: {install_line(package)}")
         assert path is not None
         return path
 

@@ -129,7 +129,6 @@ def _options(args: argparse.Namespace, settings: Settings) -> Any:
         preset=media.preset,
         crf=media.crf,
         true_peak=true_peak,
-        lra=media.lra,
         llm=settings.llm,
     )
 

@@ -59,7 +59,6 @@ class RunOptions:
     preset: str = "veryfast"
     crf: int = 23
     true_peak: float = -1.5
-    lra: float = 11.0
     llm: Any = None  # montage.settings.LlmSettings, or None for the scorer only
 
 
@@ -279,7 +278,7 @@ def build_plan(
             fps=f"{fps.numerator}/{fps.denominator}",
             preset=options.preset,
             crf=options.crf,
-            loudness=Loudness(integrated=target_lufs, true_peak=options.true_peak, lra=options.lra),
+            loudness=Loudness(integrated=target_lufs, true_peak=options.true_peak),
         ),
         selector=selector,
         tools={k: v for k, v in tools.fingerprint().items()},

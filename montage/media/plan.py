@@ -68,7 +68,15 @@ class Effects(_Model):
 class Loudness(_Model):
     integrated: float = Field(-16.0, ge=-70, le=-5)
     true_peak: float = Field(-1.5, ge=-9, le=0)
-    lra: float = Field(11.0, ge=1, le=50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_lra(cls, data: Any) -> Any:
+        # Plans written while loudnorm did the normalisation recorded its LRA target; one constant gain
+        # keeps the source's loudness range, so there is no LRA target any more: read, then ignored.
+        if isinstance(data, dict) and "lra" in data:
+            data = {k: v for k, v in data.items() if k != "lra"}
+        return data
 
 
 class RenderSettings(_Model):

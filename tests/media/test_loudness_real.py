@@ -15,7 +15,7 @@ import pytest
 
 from montage.cli import main
 from montage.media.ffmpeg import FFmpegTools
-from tests.conftest import missing_tool
+from tests.conftest import install_line, missing_tool
 
 from .conftest import decode_samples, independent_lufs, independent_true_peak, leftover_temp_files
 from .test_corpus import load_script
@@ -102,7 +102,7 @@ def test_real_speech_lands_on_target(
     """Real recorded speech (Debian alsa-utils' spoken channel names), quiet 5.1 AAC with level steps."""
     sounds = build.ALSA_SOUNDS  # type: ignore[attr-defined]
     if not (sounds / "Front_Center.wav").is_file():
-        missing_tool(f"{sounds}/*.wav (real speech) are not installed; install them with: apt-get install alsa-utils")
+        missing_tool(f"{sounds}/*.wav (real speech) are not installed; install them with: {install_line('alsa-utils')}")
     src = build.build_real_speech(tmp_path / "speech51.mp4", tools.ffmpeg)  # type: ignore[attr-defined]
     assert abs(independent_lufs(tools, src) - -34.0) <= 1.5
     for duration in ("3", "2.5"):

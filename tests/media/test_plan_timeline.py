@@ -39,6 +39,20 @@ def test_plan_round_trip(tmp_path: Path) -> None:
     assert load_plan(path) == plan and plan.duration == 6.0
 
 
+def test_plan_with_the_old_lra_target_reads_and_is_written_without_it(tmp_path: Path) -> None:
+    """Plans written while loudnorm normalised carry ``render.loudness.lra``: they still load; it is not written."""
+    raw = _plan(tmp_path, render={"width": 1280, "height": 720, "fps": "30/1", "loudness": {"lra": 7.0}})
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(raw))
+    plan = load_plan(path)
+    assert plan.render.loudness.integrated == -16.0
+    assert "lra" not in json.loads(plan.dump())["render"]["loudness"]
+    raw["render"]["loudness"] = {"lra": 7.0, "surprise": 1}  # type: ignore[index]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValidationFailure, match="surprise"):  # only lra is forgiven
+        load_plan(path)
+
+
 @pytest.mark.parametrize(
     ("mutate", "needle"),
     [
