@@ -75,11 +75,11 @@ class Cluster:
     env: dict[str, str]
     workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
         scratch = self.tmp_path / "machines" / name
         scratch.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "montage", "worker", "--engine", "celery", "--id", name,
-                "--scratch", str(scratch), "--log-file", str(scratch / "worker.log")]  # fmt: skip
+                "--scratch", str(scratch), "--log-file", str(scratch / "worker.log"), *extra]  # fmt: skip
         with (scratch / "stdout.log").open("ab") as out:
             self.workers[name] = proc.spawn(argv, env=self.env, cwd=scratch, stdout=out, stderr=subprocess.STDOUT)
         wait_for(lambda: self._registered(name) or self._dead(name), 60, f"celery worker {name} to register")
@@ -207,6 +207,17 @@ def serve_api(cluster: Cluster, **celery: Any) -> Iterator[Api]:
     _, key = create_key_sync(cluster.db_url)
     with ServerThread(create_app(cluster.settings(**celery))) as base, httpx.Client(base_url=base, timeout=30) as c:
         yield Api(base, c, key)
+
+
+def serve_cli(cluster: Cluster) -> Iterator[Api]:
+    """``montage serve --engine celery`` as a user runs it (the relay runs inside it)."""
+    _, key = create_key_sync(cluster.db_url)
+    port = loopback.free_port()
+    argv = [sys.executable, "-m", "montage", "serve", "--engine", "celery", "--port", str(port)]
+    log = cluster.tmp_path / "serve.log"
+    with loopback.serving(argv, port=port, ready_path="/v1/public/ready", log=log, env=cluster.env, grace_s=20) as srv:
+        with httpx.Client(base_url=srv.base, timeout=30) as client:
+            yield Api(srv.base, client, key)
 
 
 def wait_state(cluster: Cluster, job_id: str, states: set[str], timeout: float) -> Any:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from montage.core import loopback
@@ -22,6 +23,7 @@ from tests.workers.celery_cluster import (
     RedisServer,
     celery_env,
     serve_api,
+    serve_cli,
     wait_state,
 )
 
@@ -64,10 +66,18 @@ def _one_result(cluster: Cluster, job_id: str) -> None:
     out = Path(job.result_path)
     assert out.stat().st_size > 1000
     names = {p.name for p in out.parent.iterdir()}
-    assert {"montage.mp4", "plan.json"} <= names <= {"montage.mp4", "plan.json", "memory.json"}, names  # no attempt dirs
+    assert {"montage.mp4", "plan.json"} <= names <= {"montage.mp4", "plan.json", "memory.json"}, (
+        names
+    )  # no attempt dirs
 
 
-def test_worker_sigkilled_mid_render_completes_exactly_once_elsewhere(cluster: Cluster, api: Api) -> None:
+@pytest.fixture
+def served(cluster: Cluster) -> Iterator[Api]:
+    yield from serve_cli(cluster)
+
+
+def test_worker_sigkilled_mid_render_completes_exactly_once_elsewhere(cluster: Cluster, served: Api) -> None:
+    api = served
     for name in ("m1", "m2", "m3"):
         cluster.start_worker(name)
     stats = api.admin("GET", "/v1/admin/stats")["engine"]
@@ -124,7 +134,8 @@ def test_broker_down_at_submission_is_dispatched_when_it_returns(cluster: Cluste
 
 
 def test_cancel_reaches_a_running_task(cluster: Cluster, api: Api) -> None:
-    cluster.start_worker("m1")
+    metrics_port = loopback.free_port()
+    cluster.start_worker("m1", "--metrics-port", str(metrics_port))
     job_id = api.submit("clip.mp4", 8)
     wait_state(cluster, job_id, {"running"}, 60)
     wait_for(lambda: "spawned" in _kinds(cluster, job_id), 30, "the renderer to start")
@@ -146,6 +157,14 @@ def test_cancel_reaches_a_running_task(cluster: Cluster, api: Api) -> None:
     second = api.submit("clip.mp4", 1)
     wait_state(cluster, second, {"succeeded", "failed"}, 60)
     _one_result(cluster, second)
+
+    # The worker's pool child counted both tasks; its main process serves them (multiprocess mode).
+    def scraped() -> str:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        return text if 'montage_celery_tasks_total{outcome="succeeded"} 1.0' in text else ""
+
+    text = wait_for(scraped, 15, "the worker's metrics to count the second task")
+    assert 'montage_celery_tasks_total{outcome="lost"} 1.0' in text, text
 
 
 def test_task_without_job_row_and_missing_input_fail_cleanly(cluster: Cluster, api: Api) -> None:
