@@ -103,18 +103,6 @@ async def _rows(settings: Any) -> list[Any]:
         await db.dispose()
 
 
-def _registered(broker: str, name: str) -> bool:
-    import redis
-
-    client = redis.Redis.from_url(broker, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(client.exists(f"montage:workers:{name}"))
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 def _wait(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -125,6 +113,7 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 
 def run_once(base: Path, broker: str, clip: Path, engine: str, workers: int, n: int, duration: float) -> dict[str, Any]:
     from montage.db import migrate
+    from montage.workers.celery_engine import is_registered
 
     tmp = base / f"{engine}-{workers}"
     (tmp / "media").mkdir(parents=True)
@@ -146,7 +135,7 @@ def run_once(base: Path, broker: str, clip: Path, engine: str, workers: int, n: 
             with (tmp / f"{name}.out").open("wb") as out:
                 children.append(proc.spawn(argv, env=env, stdout=out, stderr=subprocess.STDOUT))
             if engine == "celery":
-                _wait(lambda name=name: _registered(broker, name), 60, f"worker {name}")
+                _wait(lambda name=name: is_registered(broker, name), 60, f"worker {name}")
         time.sleep(1.0)  # local workers start polling
         asyncio.run(_submit(settings, clip, n, duration, engine == "celery"))
         _wait(lambda: all(r.finished_at for r in asyncio.run(_rows(settings))), 60 + 30 * n, "all jobs")

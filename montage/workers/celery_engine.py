@@ -457,6 +457,19 @@ def check_broker(url: str, timeout_s: float) -> None:
         client.close()
 
 
+def is_registered(url: str, worker_id: str) -> bool:
+    """Whether the worker ``worker_id`` is ready (its registry entry is in the broker)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.exists(REGISTRY_PREFIX + worker_id))
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 def _registry_loop(url: str, key: str, entry: dict[str, Any], stop: threading.Event) -> None:
     import redis
 

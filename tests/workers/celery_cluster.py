@@ -90,15 +90,9 @@ class Cluster:
         return self.workers[name].poll() is not None
 
     def _registered(self, name: str) -> bool:
-        import redis
+        from montage.workers.celery_engine import is_registered
 
-        client = redis.Redis.from_url(self.redis.url, socket_connect_timeout=1, socket_timeout=1)
-        try:
-            return bool(client.exists(f"montage:workers:{name}"))
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return is_registered(self.redis.url, name)
 
     def log(self, name: str) -> str:
         scratch = self.tmp_path / "machines" / name
