@@ -46,7 +46,11 @@ class RedisServer:
                 "--save", "", "--appendonly", "no", "--requirepass", self.password]  # fmt: skip
         with (self.directory / "redis.log").open("ab") as log:
             self.proc = proc.spawn(argv, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._pong, 20, f"redis-server on port {self.port}")
+        try:
+            wait_for(self._pong, 20, f"redis-server on port {self.port}")
+        except BaseException:
+            self.stop()  # never leave a redis-server behind a failed start
+            raise
         return self
 
     def _pong(self) -> bool:
