@@ -134,6 +134,61 @@ class ServiceSettings(_Section):
     heartbeat_s: float = Field(10.0, gt=0, description="how often a worker renews its lease")
     poll_s: float = Field(1.0, gt=0, description="idle workers look for queued jobs this often")
     max_attempts: int = Field(3, ge=1, le=100, description="claims per job before it fails")
+    engine: Literal["local", "celery"] = Field(
+        "local", description="who dispatches jobs: embedded workers polling the database, or Celery tasks"
+    )
+
+
+_BROKER_SCHEMES = ("redis", "rediss")
+
+
+def _check_broker_url(value: SecretStr | None) -> SecretStr | None:
+    """A Redis URL (``redis://[:password@]host:port/db``), checked at load time without importing Celery."""
+    if value is None or not value.get_secret_value():
+        return value
+    from urllib.parse import urlsplit
+
+    expected = "expected e.g. redis://localhost:6379/0 or redis://:PASSWORD@host:6379/0"
+    try:
+        parts = urlsplit(value.get_secret_value())
+        _ = parts.port  # raises ValueError on a non-numeric or out-of-range port
+    except ValueError:
+        raise ValueError(f"its port is not a number from 0 to 65535; {expected}") from None
+    if parts.scheme not in _BROKER_SCHEMES:
+        raise ValueError(f"not a Redis URL (scheme {parts.scheme or 'missing'!r}); {expected}")
+    if not parts.hostname:
+        raise ValueError(f"it names no host; {expected}")
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        raise ValueError(f"its database {db!r} is not a number; {expected}")
+    return value
+
+
+class CelerySettings(_Section):
+    """The celery engine (``service.engine = celery``): broker and reliability settings."""
+
+    broker_url: SecretStr | None = Field(None, description="Redis broker URL (a secret: it may hold a password)")
+    queue: str = Field("montage", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="the queue render tasks go to")
+    embedded_workers: int = Field(0, ge=0, le=32, description="`montage serve` also starts this many Celery workers")
+    relay_after_s: float = Field(
+        60.0, gt=0, description="a queued job not dispatched for this long is published again (doubling per retry)"
+    )
+    relay_interval_s: float = Field(5.0, gt=0, description="how often the relay scans the queued jobs")
+    publish_timeout_s: float = Field(3.0, gt=0, description="bound on one publish; past it the relay takes over")
+    max_memory_per_child_mb: int = Field(
+        2048, ge=64, description="a worker child whose RSS exceeds this is replaced after its task"
+    )
+    visibility_timeout_s: float | None = Field(
+        None, gt=0, description="Redis redelivers an unacknowledged task after this; default job_timeout_s + 600"
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="`montage worker --engine celery` serves /metrics on this port"
+    )
+
+    @field_validator("broker_url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_broker_url(value)
 
 
 class DbSettings(_Section):
@@ -212,6 +267,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     service: ServiceSettings = ServiceSettings()
     db: DbSettings = DbSettings()
+    celery: CelerySettings = CelerySettings()
     replica: ReplicaSettings = ReplicaSettings()
     memory: MemorySettings = MemorySettings()
     llm: LlmSettings = LlmSettings()

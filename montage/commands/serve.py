@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="listen port (default: settings service.port)")
     parser.add_argument("--log-file", type=Path, default=None, help="also write the log to this file")
     parser.add_argument("--workers", type=int, default=None, help="embedded worker processes (default: settings)")
+    parser.add_argument("--engine", choices=("local", "celery"), default=None,
+                        help="local: embedded workers poll the database; celery: publish tasks to the broker "
+                        "(embedded Celery workers only with celery.embedded_workers) (default: settings)")  # fmt: skip
     parser.add_argument("--no-migrate", action="store_true", help="do not upgrade the database at start-up")
     parser.add_argument("--smoke", action="store_true",
                         help="start, probe /v1/public/ready over HTTP, drain and exit (0 when ready)")  # fmt: skip
@@ -28,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     service: dict[str, object] = {}
-    for name in ("host", "port", "log_file", "workers"):
+    for name in ("host", "port", "log_file", "workers", "engine"):
         value = getattr(args, name)
         if value is not None:
             service[name] = str(value) if isinstance(value, Path) else value

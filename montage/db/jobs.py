@@ -83,27 +83,40 @@ async def claim_next(db: Database, worker_id: str, lease_s: float) -> Lease | No
             )
             if candidate is None:
                 return None
-            token = secrets.token_hex(16)
-            now = utcnow()
-            result = await session.execute(
-                update(Job)
-                .where(Job.id == candidate, Job.state == JobState.QUEUED.value)
-                .values(
-                    state=JobState.RUNNING.value,
-                    lease_token=token,
-                    lease_expires_at=now + timedelta(seconds=lease_s),
-                    worker_id=worker_id,
-                    attempts=Job.attempts + 1,
-                    started_at=now,
-                )
-                .returning(Job.input_path, Job.duration_s, Job.aspect, Job.attempts)
-            )
-            row = result.first()
-            if row is None:
-                continue
-            session.add(_event(candidate, "claimed", worker=worker_id, attempt=row.attempts))
-            return Lease(candidate, token, row.input_path, row.duration_s, row.aspect, row.attempts)
+            lease = await _claim(session, candidate, worker_id, lease_s)
+            if lease is not None:
+                return lease
     return None
+
+
+async def claim(db: Database, job_id: str, worker_id: str, lease_s: float) -> Lease | None:
+    """Claim this job if it is queued (a dispatched task names its job); None if it is not."""
+    async with db.begin() as session:
+        return await _claim(session, job_id, worker_id, lease_s)
+
+
+async def _claim(session: AsyncSession, job_id: str, worker_id: str, lease_s: float) -> Lease | None:
+    """The one conditional update from queued to running with a fresh lease token."""
+    token = secrets.token_hex(16)
+    now = utcnow()
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+        .values(
+            state=JobState.RUNNING.value,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            worker_id=worker_id,
+            attempts=Job.attempts + 1,
+            started_at=now,
+        )
+        .returning(Job.input_path, Job.duration_s, Job.aspect, Job.attempts)
+    )
+    row = result.first()
+    if row is None:
+        return None
+    session.add(_event(job_id, "claimed", worker=worker_id, attempt=row.attempts))
+    return Lease(job_id, token, row.input_path, row.duration_s, row.aspect, row.attempts)
 
 
 def _leased(job_id: str, token: str) -> Any:

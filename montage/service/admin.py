@@ -14,6 +14,7 @@ from montage.service.schemas import (
     ConfigEntry,
     ConfigOut,
     DbStats,
+    EngineStats,
     Flags,
     FlagUpdate,
     JobList,
@@ -44,7 +45,7 @@ async def list_jobs(
     return JobList(jobs=[job_out(j) for j in await jobs.list_jobs(session, state, limit)])
 
 
-async def _transition(session: Session, job_id: str, action: str) -> JobOut:
+async def _transition(ctx: Context, session: Session, job_id: str, action: str) -> JobOut:
     fn = jobs.cancel if action == "cancel" else jobs.retry
     try:
         job = await fn(session, job_id)
@@ -53,17 +54,22 @@ async def _transition(session: Session, job_id: str, action: str) -> JobOut:
     if job is None:
         raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
     await session.commit()
+    if ctx.dispatcher is not None:  # celery engine: revoke its tasks / publish the retried job
+        if action == "cancel":
+            await ctx.dispatcher.revoke(ctx.db, job_id)
+        else:
+            await ctx.dispatcher.dispatch(ctx.db, job_id)
     return job_out(job)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses=responses(404, 409))
-async def cancel_job(job_id: str, session: Session) -> JobOut:
-    return await _transition(session, job_id, "cancel")
+async def cancel_job(job_id: str, ctx: Context, session: Session) -> JobOut:
+    return await _transition(ctx, session, job_id, "cancel")
 
 
 @router.post("/jobs/{job_id}/retry", response_model=JobOut, responses=responses(404, 409))
-async def retry_job(job_id: str, session: Session) -> JobOut:
-    return await _transition(session, job_id, "retry")
+async def retry_job(job_id: str, ctx: Context, session: Session) -> JobOut:
+    return await _transition(ctx, session, job_id, "retry")
 
 
 @router.get("/flags", response_model=Flags)
@@ -109,7 +115,20 @@ async def get_stats(ctx: Context, session: Session) -> Stats:
             replica_fallbacks=c.replica_fallbacks,
         ),
         memory=_memory_stats(ctx),
+        engine=await _engine_stats(ctx),
     )
+
+
+async def _engine_stats(ctx: Context) -> EngineStats | None:
+    if ctx.dispatcher is None:
+        return None
+    import asyncio
+
+    from montage.workers.celery_engine import event_counts
+
+    broker = await asyncio.to_thread(ctx.dispatcher.broker_snapshot)
+    counts = await event_counts(ctx.db)
+    return EngineStats.model_validate({"engine": "celery", **broker, **counts})
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,10 @@ def create_app(
         head_revision=head_revision(),
         owns_db=database is None,
     )
+    if loaded.settings.service.engine == "celery":
+        from montage.workers.celery_engine import Dispatcher
+
+        ctx.dispatcher = Dispatcher(loaded.settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,9 +62,20 @@ def create_app(
             log.warning("could not copy the flags file into the database (%s); /ready reports it", describe(exc))
         except UsageError as exc:  # a hand-edited flags file with a bad name or value: nothing imported
             log.error("flags file not imported: %s", exc)
+        relay = None
+        stop_relay = asyncio.Event()
+        if ctx.dispatcher is not None and "public" in routers:  # one relay per service (split mode: the public app)
+            from montage.workers.celery_engine import run_relay
+
+            relay = asyncio.create_task(run_relay(ctx.db, ctx.dispatcher, stop_relay))
         try:
             yield
         finally:
+            if relay is not None:
+                stop_relay.set()
+                await relay
+            if ctx.dispatcher is not None:
+                ctx.dispatcher.close()
             if ctx.owns_db:
                 await ctx.db.dispose()
 

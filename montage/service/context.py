@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -17,6 +17,9 @@ from montage.service.errors import ApiError
 from montage.service.metrics import ServiceMetrics
 from montage.settings import LoadedSettings, Settings
 
+if TYPE_CHECKING:
+    from montage.workers.celery_engine import Dispatcher
+
 
 @dataclass
 class ServiceContext:
@@ -25,6 +28,7 @@ class ServiceContext:
     metrics: ServiceMetrics
     head_revision: str | None
     owns_db: bool = False
+    dispatcher: Dispatcher | None = None  # service.engine = celery: publishes render tasks
 
     @property
     def settings(self) -> Settings:

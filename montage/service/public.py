@@ -190,6 +190,8 @@ async def submit_job(request: Request, ctx: Context, session: Session, _: Access
         session, job_id=job_id, input_path=str(path), uploaded=uploaded, duration_s=duration, aspect=aspect
     )
     await session.commit()  # before the response: the client may ask for the job at once
+    if ctx.dispatcher is not None:  # celery engine: after the commit, so a task always finds its row
+        await ctx.dispatcher.dispatch(ctx.db, job.id)  # failure is logged; the relay publishes it later
     response.headers["Location"] = f"/v1/public/jobs/{job.id}"
     return job_out(job)
 

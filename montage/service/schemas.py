@@ -118,10 +118,36 @@ class MemoryStats(BaseModel):
     job_cgroups_reason: str
 
 
+class EngineWorker(BaseModel):
+    id: str
+    host: str
+    pid: int
+    version: str
+    version_matches: bool  # False: this worker runs other code than the API
+    concurrency: int = 1
+    metrics_port: int | None = None
+
+
+class EngineStats(BaseModel):
+    """service.engine = celery: the broker's queue and the outbox counters (from job events)."""
+
+    engine: str
+    broker_up: bool
+    broker_error: str | None = None
+    queue_depth: int | None = None
+    dispatched: int
+    relayed: int
+    redelivered: int
+    publish_failed: int
+    api_version: str
+    workers: list[EngineWorker] = []
+
+
 class Stats(BaseModel):
     jobs: dict[str, int]
     db: DbStats
     memory: MemoryStats | None = None
+    engine: EngineStats | None = None
 
 
 def job_out(job: Any) -> JobOut:

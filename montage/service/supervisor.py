@@ -83,8 +83,11 @@ def stop_stale(pid_file: Path, grace_s: float) -> list[int]:
 class WorkerPool:
     """``montage worker`` child processes, kept at ``size``; same environment, same settings."""
 
-    def __init__(self, size: int, log_file: Path | None, pid_file: Path | None = None) -> None:
+    def __init__(
+        self, size: int, log_file: Path | None, pid_file: Path | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.size = size
+        self.extra_args = extra_args
         self.log_file = log_file
         self.pid_file = pid_file
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -97,7 +100,7 @@ class WorkerPool:
         # workers under one id.  It stays in serve's process group: a terminal's Ctrl-C reaches both.
         from montage.core.proc import spawn
 
-        argv = [sys.executable, "-m", "montage", "worker", "--id", f"embedded-{index}"]
+        argv = [sys.executable, "-m", "montage", "worker", "--id", f"embedded-{index}", *self.extra_args]
         if self.log_file is not None:
             argv += ["--log-file", str(self.log_file)]
         self.procs[index] = spawn(argv, pdeathsig=True, new_session=False)
@@ -203,7 +206,10 @@ def serve_forever(loaded: LoadedSettings, *, smoke: bool = False, app: Any = Non
     server = uvicorn.Server(config)
     pid_file = Path(settings.data_dir) / PID_FILE
     stop_stale(pid_file, svc.drain_grace_s + 5)
-    pool = WorkerPool(svc.workers, svc.log_file, pid_file)
+    if svc.engine == "celery":  # the broker's workers render; embedded ones only when asked
+        pool = WorkerPool(settings.celery.embedded_workers, svc.log_file, pid_file, ("--engine", "celery"))
+    else:
+        pool = WorkerPool(svc.workers, svc.log_file, pid_file)
     received: list[int] = []
 
     def remember(sig: int, _frame: Any) -> None:
