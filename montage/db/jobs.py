@@ -39,7 +39,15 @@ def _event(job_id: str, kind: str, **detail: Any) -> JobEvent:
 
 
 async def create_job(
-    session: AsyncSession, *, input_path: str, uploaded: bool, duration_s: float, aspect: str, job_id: str | None = None
+    session: AsyncSession,
+    *,
+    input_path: str,
+    uploaded: bool,
+    duration_s: float,
+    aspect: str,
+    job_id: str | None = None,
+    input_pixels: int | None = None,
+    estimate_mb: int | None = None,
 ) -> Job:
     job = Job(
         id=job_id or new_job_id(),
@@ -50,6 +58,8 @@ async def create_job(
         aspect=aspect,
         attempts=0,
         created_at=utcnow(),
+        input_pixels=input_pixels,
+        estimate_mb=estimate_mb,
     )
     session.add(job)
     session.add(_event(job.id, "submitted"))
@@ -75,7 +85,8 @@ async def list_jobs(session: AsyncSession, state: str | None = None, limit: int 
 
 
 async def claim_next(db: Database, worker_id: str, lease_s: float) -> Lease | None:
-    """Claim the oldest queued job with a fresh lease, or None when the queue is empty."""
+    """Claim the oldest queued job with a fresh lease, or None when the queue is empty (no admission:
+    workers go through montage.runtime.admission, which calls :func:`take`)."""
     for _ in range(5):  # another worker may win the race for a candidate; try the next one
         async with db.begin() as session:
             candidate = await session.scalar(
@@ -83,27 +94,47 @@ async def claim_next(db: Database, worker_id: str, lease_s: float) -> Lease | No
             )
             if candidate is None:
                 return None
-            token = secrets.token_hex(16)
-            now = utcnow()
-            result = await session.execute(
-                update(Job)
-                .where(Job.id == candidate, Job.state == JobState.QUEUED.value)
-                .values(
-                    state=JobState.RUNNING.value,
-                    lease_token=token,
-                    lease_expires_at=now + timedelta(seconds=lease_s),
-                    worker_id=worker_id,
-                    attempts=Job.attempts + 1,
-                    started_at=now,
-                )
-                .returning(Job.input_path, Job.duration_s, Job.aspect, Job.attempts)
-            )
-            row = result.first()
-            if row is None:
-                continue
-            session.add(_event(candidate, "claimed", worker=worker_id, attempt=row.attempts))
-            return Lease(candidate, token, row.input_path, row.duration_s, row.aspect, row.attempts)
+            lease = await take(session, candidate, worker_id, lease_s)
+            if lease is not None:
+                return lease
     return None
+
+
+async def take(session: AsyncSession, job_id: str, worker_id: str, lease_s: float, **admitted: Any) -> Lease | None:
+    """queued -> running with a fresh lease (one attempt used); None when someone else took it first.
+
+    ``admitted`` are extra column values set by admission (``reserved_mb``, ``machine``, ``status_text``).
+    """
+    token = secrets.token_hex(16)
+    now = utcnow()
+    result = await session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+        .values(
+            state=JobState.RUNNING.value,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            worker_id=worker_id,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            **admitted,
+        )
+        .returning(Job.input_path, Job.duration_s, Job.aspect, Job.attempts)
+    )
+    row = result.first()
+    if row is None:
+        return None
+    detail = {k: v for k, v in admitted.items() if v is not None}
+    session.add(_event(job_id, "claimed", worker=worker_id, attempt=row.attempts, **detail))
+    return Lease(job_id, token, row.input_path, row.duration_s, row.aspect, row.attempts)
+
+
+async def note_waiting(session: AsyncSession, job_id: str, text: str, **detail: Any) -> None:
+    """A queued job that admission could not fit: say why in its status (no attempt used)."""
+    await session.execute(
+        update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED.value).values(status_text=text)
+    )
+    session.add(_event(job_id, "waiting", status=text, **detail))
 
 
 def _leased(job_id: str, token: str) -> Any:
