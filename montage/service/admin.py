@@ -11,6 +11,7 @@ from montage.db import flagstore, jobs, keys
 from montage.service.context import Context, Session, require_admin
 from montage.service.errors import ApiError, responses
 from montage.service.schemas import (
+    AdmissionStats,
     ConfigEntry,
     ConfigOut,
     DbStats,
@@ -23,6 +24,8 @@ from montage.service.schemas import (
     MemoryStats,
     StateName,
     Stats,
+    WaitingJob,
+    WorkerBudgetOut,
     job_out,
 )
 
@@ -109,7 +112,19 @@ async def get_stats(ctx: Context, session: Session) -> Stats:
             replica_fallbacks=c.replica_fallbacks,
         ),
         memory=_memory_stats(ctx),
+        admission=await _admission_stats(session),
     )
+
+
+async def _admission_stats(session: Session) -> AdmissionStats:
+    from montage.runtime import admission
+
+    snap = await admission.snapshot(session)
+    workers = [WorkerBudgetOut(worker_id=w.worker_id, machine=w.machine, limit_mb=w.limit_mb, reserve_mb=w.reserve_mb,
+                               budget_mb=w.budget_mb, source=w.source, seen_at=w.seen_at, live=live)
+               for w, live in snap.workers]  # fmt: skip
+    return AdmissionStats(formula=admission.FORMULA, waiting=[WaitingJob(id=i, status_text=t) for i, t in snap.waiting],
+                          reserved_mb=snap.reserved_mb, workers=workers)  # fmt: skip
 
 
 @functools.cache
