@@ -17,7 +17,9 @@ from montage.db.database import Database, make_engine
 from montage.db.models import Job
 from montage.runtime import admission
 from montage.runtime.admission import Admission, Waiting
+from montage.runtime.memory_manager import MemoryReadError
 from montage.settings import Settings, load_settings
+from tests.runtime.conftest import V2_MOUNTINFO, FakeRoot
 from tests.service.conftest import clip  # noqa: F401 - fixture
 
 MIB = 1024 * 1024
@@ -102,6 +104,7 @@ async def test_three_workers_on_one_machine_cannot_over_admit(tmp_path: Path, db
         # Another machine has its own budget: the head of the queue fits there.
         other = await Admission(settings, machine="m2").claim(dbs[1], "w-other", 30)
         assert isinstance(other, jobs.Lease) and other.job_id == ids[2]
+        assert (await job(dbs[0], ids[2])).status_text is None  # running now: no longer waiting
         # One job on m1 finishes: the next one (ids[3]) is admitted there.
         assert await jobs.finish(dbs[0], leases[0], succeeded=True)
         nxt = await Admission(settings, machine="m1").claim(dbs[2], "w2", 30)
@@ -251,3 +254,22 @@ def test_three_worker_processes_admit_two_and_the_third_runs_when_one_finishes(
     assert max(sum(1 for s, _, _ in snap if s == "running") for snap in seen) == 2
     waited = [t for snap in seen for s, _, t in snap if s == "queued" and t]
     assert waited and waited[0] == "waiting for memory: needs 600 MB, 44 MB free", seen[:5]
+
+
+@pytest.mark.anyio
+async def test_unreadable_cgroup_files_stop_claims_without_a_crash(
+    tmp_path: Path, db: Database, fake_root: FakeRoot
+) -> None:
+    from montage.workers.worker import Worker, WorkerConfig
+
+    fake_root.proc("0::/app\n", V2_MOUNTINFO)
+    fake_root.write("/sys/fs/cgroup/app", "memory.max", "lots\n")
+    (job_id,) = await submit(db, 1)
+    config = WorkerConfig(worker_id="t", data_dir=tmp_path / "data", lease_s=30, heartbeat_s=0.3, poll_s=0.05,
+                          job_timeout_s=60, drain_grace_s=1, max_attempts=1, retention_s=3600)  # fmt: skip
+    adm = Admission(memory_settings(tmp_path), machine="m1", root=fake_root.root)
+    with pytest.raises(MemoryReadError, match="memory.max"):
+        adm.reading()
+    assert await Worker(db, _NeverRun(), config, adm).run(once=True) == 0
+    left = await job(db, job_id)
+    assert (left.state, left.attempts) == ("queued", 0)

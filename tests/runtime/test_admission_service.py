@@ -48,6 +48,11 @@ def test_a_job_larger_than_every_live_budget_is_refused_with_both_figures(live: 
     assert status == 422, body
     message = str(body)
     assert "600 MB" in message and "244 MB" in message and "w-small" in message
+    upload = live.client.post("/v1/public/jobs", files={"file": ("clip.mp4", b"video bytes")},
+                              data={"duration": "5"}, headers=live.admin)  # fmt: skip
+    assert upload.status_code == 422 and "244 MB" in upload.text, upload.text
+    uploads = live.tmp_path / "data" / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []  # the refused upload was removed
     listed = live.client.get("/v1/admin/jobs", headers=live.admin).json()["jobs"]
     assert len(listed) == 1  # nothing half-written
 

@@ -47,6 +47,8 @@ def test_inside_a_1_gib_cgroup_available_is_limit_minus_working_set_and_stats_sh
         assert cgroup.close() is None  # always removed
     assert not cgroup.cgroup.path.exists()
     before, after = out["independent"], out["independent_after"]
+    figures = {"get_available_mb": out["get_available_mb"], "independent": before, "stats": out["stats_memory"]}
+    print(json.dumps(figures))
     assert before["cgroup"] == str(cgroup.cgroup.path)
     assert before["limit_mb"] == GIB_MB
     low, high = sorted((before["available_mb"], after["available_mb"]))
