@@ -223,6 +223,7 @@ class MemorySettings(_Section):
     limit_mb: int | None = Field(None, ge=64, description="override the detected cgroup/host limit")
     reserve_mb: int = Field(256, ge=0)
     job_estimate_mb: int = Field(600, ge=1)
+    admission: bool = Field(True, description="claim a job only when its estimate fits (montage/runtime/admission.py)")
 
 
 class LlmSettings(_Section):

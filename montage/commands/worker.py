@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     from montage.db.database import Database
     from montage.db.errors import translate_db_errors
+    from montage.runtime.admission import Admission
     from montage.service.logs import setup_logging
     from montage.settings import load_settings
     from montage.workers.executor import executor_from_settings
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         db = Database.from_settings(settings)
-        worker = Worker(db, executor, config)
+        worker = Worker(db, executor, config, Admission.from_settings(settings) if settings.memory.admission else None)
         install_drain_handlers(worker)
         try:
             return await worker.run(once=args.once)

@@ -39,7 +39,15 @@ def _event(job_id: str, kind: str, **detail: Any) -> JobEvent:
 
 
 async def create_job(
-    session: AsyncSession, *, input_path: str, uploaded: bool, duration_s: float, aspect: str, job_id: str | None = None
+    session: AsyncSession,
+    *,
+    input_path: str,
+    uploaded: bool,
+    duration_s: float,
+    aspect: str,
+    job_id: str | None = None,
+    input_pixels: int | None = None,
+    estimate_mb: int | None = None,
 ) -> Job:
     job = Job(
         id=job_id or new_job_id(),
@@ -50,6 +58,8 @@ async def create_job(
         aspect=aspect,
         attempts=0,
         created_at=utcnow(),
+        input_pixels=input_pixels,
+        estimate_mb=estimate_mb,
     )
     session.add(job)
     session.add(_event(job.id, "submitted"))
@@ -75,7 +85,8 @@ async def list_jobs(session: AsyncSession, state: str | None = None, limit: int 
 
 
 async def claim_next(db: Database, worker_id: str, lease_s: float) -> Lease | None:
-    """Claim the oldest queued job with a fresh lease, or None when the queue is empty."""
+    """Claim the oldest queued job with a fresh lease, or None when the queue is empty (no admission:
+    workers go through montage.runtime.admission, which calls :func:`take`)."""
     for _ in range(5):  # another worker may win the race for a candidate; try the next one
         async with db.begin() as session:
             candidate = await session.scalar(
@@ -83,20 +94,23 @@ async def claim_next(db: Database, worker_id: str, lease_s: float) -> Lease | No
             )
             if candidate is None:
                 return None
-            lease = await _claim(session, candidate, worker_id, lease_s)
+            lease = await take(session, candidate, worker_id, lease_s)
             if lease is not None:
                 return lease
     return None
 
 
-async def claim(db: Database, job_id: str, worker_id: str, lease_s: float) -> Lease | None:
+async def claim(db: Database, job_id: str, worker_id: str, lease_s: float, **admitted: Any) -> Lease | None:
     """Claim this job if it is queued (a dispatched task names its job); None if it is not."""
     async with db.begin() as session:
-        return await _claim(session, job_id, worker_id, lease_s)
+        return await take(session, job_id, worker_id, lease_s, **admitted)
 
 
-async def _claim(session: AsyncSession, job_id: str, worker_id: str, lease_s: float) -> Lease | None:
-    """The one conditional update from queued to running with a fresh lease token."""
+async def take(session: AsyncSession, job_id: str, worker_id: str, lease_s: float, **admitted: Any) -> Lease | None:
+    """queued -> running with a fresh lease (one attempt used); None when someone else took it first.
+
+    ``admitted`` are extra column values set by admission (``reserved_mb``, ``machine``, ``status_text``).
+    """
     token = secrets.token_hex(16)
     now = utcnow()
     result = await session.execute(
@@ -109,14 +123,24 @@ async def _claim(session: AsyncSession, job_id: str, worker_id: str, lease_s: fl
             worker_id=worker_id,
             attempts=Job.attempts + 1,
             started_at=now,
+            **admitted,
         )
         .returning(Job.input_path, Job.duration_s, Job.aspect, Job.attempts)
     )
     row = result.first()
     if row is None:
         return None
-    session.add(_event(job_id, "claimed", worker=worker_id, attempt=row.attempts))
+    detail = {k: v for k, v in admitted.items() if v is not None}
+    session.add(_event(job_id, "claimed", worker=worker_id, attempt=row.attempts, **detail))
     return Lease(job_id, token, row.input_path, row.duration_s, row.aspect, row.attempts)
+
+
+async def note_waiting(session: AsyncSession, job_id: str, text: str, **detail: Any) -> None:
+    """A queued job that admission could not fit: say why in its status (no attempt used)."""
+    await session.execute(
+        update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED.value).values(status_text=text)
+    )
+    session.add(_event(job_id, "waiting", status=text, **detail))
 
 
 def _leased(job_id: str, token: str) -> Any:

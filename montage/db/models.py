@@ -84,6 +84,13 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    # Memory admission (montage/runtime/admission.py, migration 0003): the estimate made at
+    # submission, what the claim reserved on which machine, and why a queued job is waiting.
+    input_pixels: Mapped[int | None] = mapped_column(Integer, default=None)
+    estimate_mb: Mapped[int | None] = mapped_column(Integer, default=None)
+    reserved_mb: Mapped[int | None] = mapped_column(Integer, default=None)
+    machine: Mapped[str | None] = mapped_column(String(255), default=None)
+    status_text: Mapped[str | None] = mapped_column(Text, default=None)
 
     events: Mapped[list[JobEvent]] = relationship(back_populates="job", cascade="all, delete-orphan")
 
@@ -91,6 +98,8 @@ class Job(Base):
         Index("ix_jobs_state_created_at", "state", "created_at"),
         # Finding expired leases scans running jobs by expiry (migration 0002).
         Index("ix_jobs_state_lease_expires_at", "state", "lease_expires_at"),
+        # Reservations of the jobs running on one machine (migration 0003).
+        Index("ix_jobs_state_machine", "state", "machine"),
     )
 
 
@@ -106,6 +115,37 @@ class JobEvent(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     job: Mapped[Job] = relationship(back_populates="events")
+
+
+class WorkerBudget(Base):
+    """A worker's memory budget (limit minus reserve), recorded when it registers and at every claim."""
+
+    __tablename__ = "worker_budgets"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    machine: Mapped[str] = mapped_column(String(255), index=True)
+    limit_mb: Mapped[int] = mapped_column(Integer)
+    reserve_mb: Mapped[int] = mapped_column(Integer)
+    budget_mb: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(Text)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class MemoryPeak(Base):
+    """The measured peak of one finished job (its cgroup's counters) and the features it is keyed by."""
+
+    __tablename__ = "memory_peaks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32))
+    machine: Mapped[str] = mapped_column(String(255))
+    pixels_class: Mapped[int] = mapped_column(Integer)  # 0 when the input's resolution is unknown
+    duration_class: Mapped[int] = mapped_column(Integer)
+    segments: Mapped[int | None] = mapped_column(Integer, default=None)
+    peak_mb: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_memory_peaks_classes", "pixels_class", "duration_class", "segments"),)
 
 
 class ApiKey(Base):

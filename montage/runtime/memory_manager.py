@@ -87,14 +87,24 @@ def get_available_mb(settings: Settings | None = None, *, root: Path = Path("/")
     return read_memory(settings, root=root).available_mb
 
 
-def can_admit(job_mb: float, reading: MemoryReading, reserve_mb: float) -> tuple[bool, str]:
-    """Whether a job estimated at ``job_mb`` fits in ``reading`` keeping ``reserve_mb`` free, and why."""
-    if job_mb < 0 or reserve_mb < 0:
-        raise UsageError(f"job_mb={job_mb} and reserve_mb={reserve_mb} must not be negative.")
-    spare = reading.available_mb - reserve_mb
+def can_admit(
+    job_mb: float, reading: MemoryReading, reserve_mb: float, *, reserved_mb: float = 0.0
+) -> tuple[bool, str]:
+    """Whether a job estimated at ``job_mb`` fits, and why: the one admission formula (admission.py)::
+
+        free = limit - reserve_mb - reserved_mb (the reservations of the jobs already running here)
+
+    The working set is not subtracted: running jobs are counted by their reservations, including the
+    part of their peak they have not reached yet.
+    """
+    if job_mb < 0 or reserve_mb < 0 or reserved_mb < 0:
+        raise UsageError(
+            f"job_mb={job_mb}, reserve_mb={reserve_mb} and reserved_mb={reserved_mb} must not be negative."
+        )
+    spare = reading.limit_mb - reserve_mb - reserved_mb
     figures = (
-        f"job needs {job_mb:.0f} MB; {reading.available_mb:.0f} MB available minus {reserve_mb:.0f} MB reserve "
-        f"leaves {spare:.0f} MB ({reading.source})"
+        f"job needs {job_mb:.0f} MB; {reading.limit_mb:.0f} MB limit minus {reserve_mb:.0f} MB reserve minus "
+        f"{reserved_mb:.0f} MB reserved by running jobs leaves {spare:.0f} MB ({reading.source})"
     )
     if job_mb <= spare:
         return True, f"admit: {figures}"

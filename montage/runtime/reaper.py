@@ -110,6 +110,13 @@ def is_subreaper() -> bool:
     return bool(_prctl(PR_GET_CHILD_SUBREAPER, 0))
 
 
+_REAPED_TOTAL = 0  # orphans reaped by any OrphanReaper in this process (the montage_orphans_reaped metric)
+
+
+def reaped_total() -> int:
+    return _REAPED_TOTAL
+
+
 def reaper_enabled(flags_file: Path) -> tuple[bool, str]:
     """Whether the flags file leaves the reaper on (default on), and why (montage.core.flags' rule)."""
     from montage.core.flags import file_enabled
@@ -164,6 +171,8 @@ class OrphanReaper:
             return None
         if info is None:
             return None
+        global _REAPED_TOTAL
+        _REAPED_TOTAL += 1
         killed = info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
         result = Reaped(pid, None if killed else info.si_status, info.si_status if killed else None)
         log.info("reaped adopted orphan pid %d (%s)", pid,

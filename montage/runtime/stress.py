@@ -56,6 +56,10 @@ class _Stop(Exception):
     """SIGTERM/SIGINT: clean up and leave."""
 
 
+MAIN_ADMISSION = {"MONTAGE_MEMORY__ADMISSION": "true", "MONTAGE_MEMORY__RESERVE_MB": "200"}
+CONTROL_ADMISSION = {"MONTAGE_MEMORY__ADMISSION": "false"}  # the negative control must be able to OOM
+
+
 def _ffmpeg() -> str:
     from montage.core.ffmpeg import locate
 
@@ -77,13 +81,14 @@ def make_clip(reference: Path, size: tuple[int, int], out: Path) -> Path:
 class Batch:
     """Jobs in one SQLite database, rendered by one ``montage worker --once`` process per job."""
 
-    def __init__(self, work: Path, name: str) -> None:
+    def __init__(self, work: Path, name: str, env: dict[str, str] | None = None) -> None:
         self.dir = work / name
         self.dir.mkdir(parents=True)
         self.url = f"sqlite+aiosqlite:///{self.dir / 'montage.db'}"
         self.env = {**os.environ, "MONTAGE_DB__URL": self.url, "MONTAGE_DATA_DIR": str(self.dir / "data"),
                     "MONTAGE_SERVICE__EXECUTOR": "montage-run", "USE_SETTINGS_V2": "true",
-                    "MONTAGE_SERVICE__JOB_TIMEOUT_S": "3000", "MONTAGE_SERVICE__MAX_ATTEMPTS": "1"}  # fmt: skip
+                    "MONTAGE_SERVICE__JOB_TIMEOUT_S": "3000", "MONTAGE_SERVICE__MAX_ATTEMPTS": "1",
+                    **(env or {})}  # fmt: skip
         from montage.db import migrate
 
         migrate.upgrade(self.url)
@@ -173,9 +178,17 @@ def _job_ooms(parent: Cgroup) -> int:
     return sum(cgroupfs.counters(c).oom_kills or 0 for c in cgroupfs.children(parent, JOB_PREFIX))
 
 
-def run_batch(work: Path, name: str, parent: Cgroup, clips: list[Path], *, stop_on_oom: bool = False) -> dict[str, Any]:
+def run_batch(
+    work: Path,
+    name: str,
+    parent: Cgroup,
+    clips: list[Path],
+    *,
+    stop_on_oom: bool = False,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Render ``clips`` concurrently (one worker each) inside ``parent``; figures from the cgroup counters."""
-    batch = Batch(work, name)
+    batch = Batch(work, name, env)
     ids = batch.submit(clips)
     peak_reset = cgroupfs.reset_peak(parent)
     before = cgroupfs.counters(parent)
@@ -293,11 +306,14 @@ def run(
         metrics["sizing"] = sizing
         size = (sizing["size"][0], sizing["size"][1])
         clip = make_clip(reference, size, work / "stress.mp4")
-        main = run_batch(work, "stress", stress, [clip] * jobs)
+        # Memory admission on (the workers' default); the cgroup holds only the workers, so a smaller
+        # reserve than the service default lets 3 x 600 MB estimates in at once (2048 - 200 - 1800 >= 0).
+        metrics["admission"] = {"stress": MAIN_ADMISSION, "control": CONTROL_ADMISSION}
+        main = run_batch(work, "stress", stress, [clip] * jobs, env=MAIN_ADMISSION)
         main["per_job_peak_mb"] = [_peak_mb(j) for j in main["jobs"]]
         metrics["stress"] = main
         cgroupfs.set_memory_limit(stress, control_limit_mb * MIB)
-        control = run_batch(work, "control", stress, [clip] * control_jobs, stop_on_oom=True)
+        control = run_batch(work, "control", stress, [clip] * control_jobs, stop_on_oom=True, env=CONTROL_ADMISSION)
         control["per_job_peak_mb"] = [_peak_mb(j) for j in control["jobs"]]
         metrics["control"] = control
     finally:

@@ -11,6 +11,7 @@ from montage.db import flagstore, jobs, keys
 from montage.service.context import Context, Session, require_admin
 from montage.service.errors import ApiError, responses
 from montage.service.schemas import (
+    AdmissionStats,
     ConfigEntry,
     ConfigOut,
     DbStats,
@@ -24,6 +25,8 @@ from montage.service.schemas import (
     MemoryStats,
     StateName,
     Stats,
+    WaitingJob,
+    WorkerBudgetOut,
     job_out,
 )
 
@@ -116,6 +119,7 @@ async def get_stats(ctx: Context, session: Session) -> Stats:
         ),
         memory=_memory_stats(ctx),
         engine=await _engine_stats(ctx),
+        admission=await _admission_stats(session),
     )
 
 
@@ -129,6 +133,17 @@ async def _engine_stats(ctx: Context) -> EngineStats | None:
     broker = await asyncio.to_thread(ctx.dispatcher.broker_snapshot)
     counts = await event_counts(ctx.db)
     return EngineStats.model_validate({"engine": "celery", **broker, **counts})
+
+
+async def _admission_stats(session: Session) -> AdmissionStats:
+    from montage.runtime import admission
+
+    snap = await admission.snapshot(session)
+    workers = [WorkerBudgetOut(worker_id=w.worker_id, machine=w.machine, limit_mb=w.limit_mb, reserve_mb=w.reserve_mb,
+                               budget_mb=w.budget_mb, source=w.source, seen_at=w.seen_at, live=live)
+               for w, live in snap.workers]  # fmt: skip
+    return AdmissionStats(formula=admission.FORMULA, waiting=[WaitingJob(id=i, status_text=t) for i, t in snap.waiting],
+                          reserved_mb=snap.reserved_mb, workers=workers)  # fmt: skip
 
 
 @functools.cache

@@ -22,6 +22,7 @@ from montage.service.errors import CLIENT_CLOSED
 from montage.service.imports import import_error_counts
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MIB = 1024 * 1024
 JOB_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 
@@ -32,6 +33,12 @@ class JobSnapshot:
     counts: dict[str, int] = field(default_factory=dict)
     durations: list[tuple[str, float]] = field(default_factory=list)
     db_up: bool = False
+    # memory admission (montage/runtime/admission.py) and this process's memory reading
+    admitted: int = 0
+    waiting: int = 0
+    oom_killed: int = 0
+    reserved_mb: dict[str, int] = field(default_factory=dict)
+    memory: tuple[float, float, float] | None = None  # limit, working set, available (MiB)
 
 
 class _AppCollector(Collector):
@@ -74,6 +81,30 @@ class _AppCollector(Collector):
             buckets.append(("+Inf", len(values)))
             hist.add_metric([state], buckets, sum(values))
         yield hist
+        yield from _memory_families(snap)
+
+
+def _memory_families(snap: JobSnapshot) -> Iterable[Any]:
+    from montage.runtime.reaper import reaped_total
+
+    if snap.memory is not None:
+        for name, value, what in zip(
+            ("limit", "working_set", "available"),
+            snap.memory,
+            ("binding memory limit (cgroup, memory.limit_mb or host)", "working set (usage minus inactive file)",
+             "limit minus working set"),
+            strict=True,
+        ):  # fmt: skip
+            yield GaugeMetricFamily(f"montage_memory_{name}_bytes", f"This process's {what}", value=value * MIB)
+    yield CounterMetricFamily("montage_jobs_admitted", "Jobs admitted by memory admission", value=snap.admitted)
+    yield GaugeMetricFamily("montage_jobs_waiting_for_memory", "Queued jobs waiting for memory", value=snap.waiting)
+    yield CounterMetricFamily("montage_jobs_oom_killed", "Jobs killed by their cgroup's OOM killer",
+                              value=snap.oom_killed)  # fmt: skip
+    reserved = GaugeMetricFamily("montage_memory_reserved_bytes", "Reserved by running jobs", labels=["machine"])
+    for machine, mb in sorted(snap.reserved_mb.items()):
+        reserved.add_metric([machine], mb * MIB)
+    yield reserved
+    yield CounterMetricFamily("montage_orphans_reaped", "Adopted orphans reaped by this process", value=reaped_total())
 
 
 class ServiceMetrics:

@@ -186,14 +186,28 @@ async def submit_job(request: Request, ctx: Context, session: Session, _: Access
         uploaded, duration, aspect = True, fields.duration, fields.aspect
     else:
         raise ApiError(415, "unsupported_media_type", "send multipart/form-data (file upload) or application/json")
-    job = await jobs.create_job(
-        session, job_id=job_id, input_path=str(path), uploaded=uploaded, duration_s=duration, aspect=aspect
-    )
+    pixels, estimate = await _admissible(ctx, session, path, duration, uploaded)
+    job = await jobs.create_job(session, job_id=job_id, input_path=str(path), uploaded=uploaded, duration_s=duration,
+                                aspect=aspect, input_pixels=pixels, estimate_mb=estimate)  # fmt: skip
     await session.commit()  # before the response: the client may ask for the job at once
     if ctx.dispatcher is not None:  # celery engine: after the commit, so a task always finds its row
         await ctx.dispatcher.dispatch(ctx.db, job.id)  # failure is logged; the relay publishes it later
     response.headers["Location"] = f"/v1/public/jobs/{job.id}"
     return job_out(job)
+
+
+async def _admissible(
+    ctx: Context, session: Session, path: Path, duration: float, uploaded: bool
+) -> tuple[int | None, int]:
+    """The job's memory estimate; 422 (upload removed) when no live worker could ever admit it."""
+    from montage.runtime import admission
+
+    found = await admission.submission_estimate(session, ctx.settings.memory, path, duration)
+    if found.refusal is not None:
+        if uploaded:
+            shutil.rmtree(path.parent, ignore_errors=True)
+        raise ApiError(422, "job_exceeds_memory_budget", found.refusal)
+    return found.pixels, found.estimate_mb
 
 
 async def _job(session: Session, job_id: str) -> Any:

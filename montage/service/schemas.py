@@ -50,6 +50,9 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
+    status_text: str | None = Field(
+        None, description='why a queued job is not running yet, e.g. "waiting for memory: needs N MB, M MB free"'
+    )
     links: JobLinks
 
 
@@ -143,11 +146,37 @@ class EngineStats(BaseModel):
     workers: list[EngineWorker] = []
 
 
+class WaitingJob(BaseModel):
+    id: str
+    status_text: str
+
+
+class WorkerBudgetOut(BaseModel):
+    worker_id: str
+    machine: str
+    limit_mb: int
+    reserve_mb: int
+    budget_mb: int
+    source: str
+    seen_at: datetime
+    live: bool
+
+
+class AdmissionStats(BaseModel):
+    formula: str
+    waiting: list[WaitingJob] = Field(
+        description="queued jobs waiting for memory, oldest first (first come, first served)"
+    )
+    reserved_mb: dict[str, int] = Field(description="MB reserved by running jobs, per machine")
+    workers: list[WorkerBudgetOut]
+
+
 class Stats(BaseModel):
     jobs: dict[str, int]
     db: DbStats
     memory: MemoryStats | None = None
     engine: EngineStats | None = None
+    admission: AdmissionStats | None = None
 
 
 def job_out(job: Any) -> JobOut:
@@ -162,5 +191,6 @@ def job_out(job: Any) -> JobOut:
         started_at=job.started_at,
         finished_at=job.finished_at,
         error=job.error,
+        status_text=job.status_text,
         links=JobLinks(self=base, result=f"{base}/result", plan=f"{base}/plan"),
     )

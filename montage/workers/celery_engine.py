@@ -161,17 +161,6 @@ def _check_version(api_version: str | None) -> None:
                     "deploy the same code everywhere", mine, api_version)  # fmt: skip
 
 
-def admitted(settings: Settings, job_id: str) -> bool:
-    """MEMORY ADMISSION CALL POINT (phase 6): whether this host has memory for one more render.
-
-    The lead wires ``montage.runtime.admission`` here at merge; until then every task is admitted.
-    ``False`` puts the task back in the queue (``task.retry``) before the job is claimed, so no
-    attempt is used.
-    """
-    del settings, job_id
-    return True
-
-
 def run_task(task: Any, settings: Settings, worker_id: str, job_id: str, api_version: str | None) -> str:
     """The body of ``montage.render``: what happened (succeeded, failed, lost, duplicate, gone, ...)."""
     _check_version(api_version)
@@ -192,6 +181,7 @@ def run_task(task: Any, settings: Settings, worker_id: str, job_id: str, api_ver
 async def _handle(settings: Settings, worker_id: str, job_id: str, redelivered: bool) -> str:
     from montage.db import jobs
     from montage.db.database import Database
+    from montage.runtime.admission import Admission, Waiting
     from montage.workers.executor import executor_from_settings
     from montage.workers.worker import Worker, WorkerConfig
 
@@ -208,14 +198,24 @@ async def _handle(settings: Settings, worker_id: str, job_id: str, redelivered: 
         if job.state != "queued":
             log.info("job %s is %s: this delivery is a duplicate; nothing to do", job_id, job.state)
             return "duplicate"
-        if not admitted(settings, job_id):
-            return "not admitted"
-        lease = await jobs.claim(db, job_id, worker_id, settings.service.lease_s)
+        # Memory admission (phase 6): the same formula and reservations as the local worker; a job that
+        # does not fit goes back to the queue (task.retry) before it is claimed, so no attempt is used.
+        admission = Admission.from_settings(settings) if settings.memory.admission else None
+        if admission is None:
+            lease = await jobs.claim(db, job_id, worker_id, settings.service.lease_s)
+        else:
+            got = await admission.claim(db, worker_id, settings.service.lease_s, job_id=job_id)
+            if isinstance(got, Waiting):
+                log.info("job %s: %s; back to the queue", job_id, got.status_text)
+                return "not admitted"
+            lease = got
         if lease is None:
             return "duplicate"  # another delivery of it won the claim
         if not Path(lease.input_path).is_file():
             return await _input_missing(db, lease, settings.service.max_attempts)
-        worker = Worker(db, executor_from_settings(settings), WorkerConfig.from_settings(settings, worker_id))
+        worker = Worker(
+            db, executor_from_settings(settings), WorkerConfig.from_settings(settings, worker_id), admission
+        )
         return await worker.execute(lease)
     finally:
         await db.dispose()

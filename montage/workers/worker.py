@@ -33,7 +33,9 @@ from montage.db import flagstore, jobs
 from montage.db.database import Database
 from montage.db.models import utcnow
 from montage.errors import MontageError
+from montage.runtime.admission import Admission, Waiting
 from montage.runtime.jobcgroup import JobCgroup, JobCgroups, oom_message
+from montage.runtime.memory_manager import MemoryReadError
 from montage.workers.executor import Executor, JobSpec
 
 if TYPE_CHECKING:
@@ -115,10 +117,15 @@ def kill_group(proc: asyncio.subprocess.Process) -> None:
 
 
 class Worker:
-    def __init__(self, db: Database, executor: Executor, config: WorkerConfig) -> None:
+    def __init__(
+        self, db: Database, executor: Executor, config: WorkerConfig, admission: Admission | None = None
+    ) -> None:
+        """``admission`` (montage/runtime/admission.py) decides whether the next job fits in memory;
+        None claims without it (the stress check's negative control, unit tests of the lease logic)."""
         self.db = db
         self.executor = executor
         self.config = config
+        self.admission = admission
         self.draining = asyncio.Event()
         self._last_maintenance = 0.0
         limit = config.job_memory_limit_mb
@@ -133,6 +140,30 @@ class Worker:
         """Work until drained (or, with ``once``, until the queue is empty); returns jobs handled."""
         from sqlalchemy.exc import SQLAlchemyError
 
+        if self.admission is not None:  # its budget row is written by every claim
+            memory = self.admission.memory
+            log.info("worker %s: memory admission on (memory.reserve_mb %d, default estimate %d MB)",
+                     self.config.worker_id, memory.reserve_mb, memory.job_estimate_mb)  # fmt: skip
+        try:
+            return await self._loop(once)
+        finally:
+            if self.admission is not None:
+                with contextlib.suppress(SQLAlchemyError, ConnectionError, TimeoutError):
+                    await self.admission.unregister(self.db, self.config.worker_id)
+
+    async def _claim(self) -> jobs.Lease | Waiting | None:
+        if self.admission is None:
+            return await jobs.claim_next(self.db, self.config.worker_id, self.config.lease_s)
+        try:
+            return await self.admission.claim(self.db, self.config.worker_id, self.config.lease_s)
+        except MemoryReadError as exc:  # cannot tell what fits: claim nothing until the cgroup files read again
+            log.error("worker %s: memory admission cannot read the memory limit, not claiming: %s",
+                      self.config.worker_id, exc)  # fmt: skip
+            return None
+
+    async def _loop(self, once: bool) -> int:
+        from sqlalchemy.exc import SQLAlchemyError
+
         from montage.db.errors import describe
 
         handled = 0
@@ -144,7 +175,14 @@ class Worker:
                         break
                     await self._idle()
                     continue
-                lease = await jobs.claim_next(self.db, self.config.worker_id, self.config.lease_s)
+                lease = await self._claim()
+                if isinstance(lease, Waiting):  # stays queued, no attempt used; runs when memory is freed
+                    if once and lease.running_here == 0:
+                        log.error("worker %s: job %s %s and nothing is running here to free memory",
+                                  self.config.worker_id, lease.job_id, lease.status_text)  # fmt: skip
+                        break
+                    await self._idle()
+                    continue
                 if lease is None:
                     if once:
                         break
@@ -260,7 +298,9 @@ class Worker:
             if oom is not None and proc.returncode != 0:
                 await jobs.finish(self.db, lease, succeeded=False, error=oom)
                 return "failed"
-            return await self._record(lease, spec, proc.returncode, stdout, stderr)
+            outcome = await self._record(lease, spec, proc.returncode, stdout, stderr)
+            await self._record_peak(lease, cgroup, outcome)
+            return outcome
         finally:
             kill_group(proc)
             if not talk.done():
@@ -280,6 +320,15 @@ class Worker:
         record = {"cgroup": cgroup.cgroup.label, **asdict(counters)}
         atomic_write_text(spec.output_tmp.parent.parent / MEMORY_NAME, json.dumps(record, indent=2, sort_keys=True))
         return oom_message(counters) if counters.oom_kills else None
+
+    async def _record_peak(self, lease: jobs.Lease, cgroup: JobCgroup | None, outcome: str) -> None:
+        """A succeeded job's peak (its cgroup's counter) refines the estimates of later jobs like it."""
+        if self.admission is None or cgroup is None or outcome != "succeeded":
+            return
+        peak = cgroup.counters().peak_bytes
+        if peak:
+            plan = self.config.data_dir / "results" / lease.job_id / PLAN_NAME
+            await self.admission.record_peak(self.db, lease.job_id, peak, plan)
 
     async def _kill_orphans(self, lease: jobs.Lease) -> None:
         """Kill renderers of earlier attempts of this job left behind on this host by a worker that died.

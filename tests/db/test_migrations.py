@@ -47,7 +47,7 @@ def test_montage_db_cli_round_trip(tmp_path: Path) -> None:
     at_head = montage_db("current")
     assert at_head.returncode == 0, at_head.stderr
     down = montage_db("downgrade")
-    assert down.returncode == 0 and "database at 0001" in down.stdout
+    assert down.returncode == 0 and "database at 0002" in down.stdout
     assert montage_db("downgrade", "base").returncode == 0
     assert "base (not migrated)" in montage_db("current").stdout
 
@@ -65,7 +65,7 @@ def test_plain_alembic_downgrade_minus_one(tmp_path: Path) -> None:
             check=False,
         )
         assert done.returncode == 0, done.stderr
-    assert "Running downgrade 0002 -> 0001" in done.stderr
+    assert "Running downgrade 0003 -> 0002" in done.stderr
 
 
 def test_db_cli_unreachable_database_is_one_paragraph() -> None:

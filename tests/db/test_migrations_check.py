@@ -25,7 +25,7 @@ def test_migrations_kind_passes_on_sqlite_and_rejudges_identically(tmp_path: Pat
     ctx = _ctx(tmp_path)
     judgement = kind.run(params, ctx)
     assert judgement.verdict == Verdict.PASS, judgement.reason
-    assert "0002 -> 0001 -> base -> 0002" in judgement.reason
+    assert "0003 -> 0002 -> 0001 -> base -> 0003" in judgement.reason
     assert kind.rejudge(params, ctx.evidence_dir) == judgement
 
 

@@ -51,7 +51,7 @@ def test_upgrade_downgrade_round_trip_via_montage_db(pg_cluster: PgCluster, pg_d
     assert migrate.current(url) == migrate.head_revision()
     tables = pg_cluster.psql(pg_cluster.primary_port, "SELECT string_agg(tablename, ',' ORDER BY tablename) "
                              "FROM pg_tables WHERE schemaname = 'public'", db=pg_db)  # fmt: skip
-    assert tables == "alembic_version,api_keys,flags,job_events,jobs"
+    assert tables == "alembic_version,api_keys,flags,job_events,jobs,memory_peaks,worker_budgets"
     migrate.downgrade(url, "base")
     assert migrate.current(url) is None
     left = pg_cluster.psql(pg_cluster.primary_port, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from montage.db import migrate
+from montage.db.database import Database, make_engine
 
 MIB = 1024 * 1024
 
@@ -56,3 +60,23 @@ def fake_root(tmp_path: Path) -> FakeRoot:
 
 def mb(value: float) -> str:
     return str(int(value * MIB))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """A migrated SQLite database file in tmp_path."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'montage.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(make_engine(db_url))
+    yield database
+    await database.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -10,9 +11,12 @@ import pytest
 
 from montage.core import cgroupfs
 from montage.core.cgroupfs import Cgroup
-from montage.db import jobs, migrate
+from montage.db import jobs
 from montage.db.database import Database, make_engine
+from montage.runtime import admission
+from montage.runtime.admission import Admission
 from montage.runtime.jobcgroup import JOB_PREFIX, JobCgroups, oom_message, own_memory_cgroup
+from montage.settings import load_settings
 from montage.workers.executor import JobSpec
 from montage.workers.worker import MEMORY_NAME, Worker, WorkerConfig
 
@@ -104,18 +108,6 @@ class PythonExecutor:
         spec.plan_path.write_text(json.dumps({"hog": True}))
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'montage.db'}"
-    migrate.upgrade(url)
-    return url
-
-
 @real_only
 @pytest.mark.anyio
 async def test_job_over_its_limit_fails_alone_with_an_oom_message(tmp_path: Path, db_url: str) -> None:
@@ -127,7 +119,8 @@ async def test_job_over_its_limit_fails_alone_with_an_oom_message(tmp_path: Path
         config = WorkerConfig(worker_id="t", data_dir=tmp_path / "data", lease_s=30, heartbeat_s=0.3, poll_s=0.1,
                               job_timeout_s=120, drain_grace_s=5, max_attempts=1, retention_s=3600,
                               job_memory_limit_mb=150)  # fmt: skip
-        worker = Worker(db, PythonExecutor(), config)
+        roomy = load_settings(overrides={"memory": {"limit_mb": 4096}}, environ={"MONTAGE_ENV_FILE": "/nonexistent"})
+        worker = Worker(db, PythonExecutor(), config, Admission(roomy.settings, machine="m1"))  # admission on
         assert worker.cgroups.available
         assert await worker.run(once=True) == 2
         async with db.session() as session:
@@ -141,6 +134,11 @@ async def test_job_over_its_limit_fails_alone_with_an_oom_message(tmp_path: Path
         assert memory["oom_kills"] >= 1 and memory["limit_bytes"] == 150 * MIB
         ok = json.loads((tmp_path / "data/results" / fine / MEMORY_NAME).read_text())
         assert ok["oom_kills"] == 0 and 15 * MIB < ok["peak_bytes"] < 150 * MIB
+        async with db.session() as session:
+            snap = await admission.snapshot(session)  # what /metrics reports
+            peaks = (await session.scalars(admission.select(admission.MemoryPeak))).all()
+        assert [(p.job_id, p.peak_mb) for p in peaks] == [(fine, math.ceil(ok["peak_bytes"] / MIB))]
+        assert (snap.oom_killed_total, snap.admitted_total) == (1, 2)
         left = {c.path.name for c in worker.cgroups.leftovers()}
         assert not left & {JOB_PREFIX + hog, JOB_PREFIX + fine}
     finally:

@@ -301,20 +301,26 @@ def test_can_admit_fits() -> None:
     ok, reason = can_admit(600, READING, reserve_mb=256)
     assert ok
     assert reason == (
-        "admit: job needs 600 MB; 1400 MB available minus 256 MB reserve leaves 1144 MB (cgroup v2 /x/memory.max)"
+        "admit: job needs 600 MB; 2048 MB limit minus 256 MB reserve minus 0 MB reserved by running jobs "
+        "leaves 1792 MB (cgroup v2 /x/memory.max)"
     )
 
 
-def test_can_admit_refuses_when_reserve_would_be_eaten() -> None:
-    ok, reason = can_admit(1200, READING, reserve_mb=256)
+def test_can_admit_counts_the_reservations_of_running_jobs_not_the_working_set() -> None:
+    # 2 x 600 MB reserved: 2048 - 256 - 1200 = 592 MB free, although 1400 MB are available right now.
+    ok, reason = can_admit(600, READING, reserve_mb=256, reserved_mb=1200)
     assert not ok
-    assert reason.startswith("refuse: job needs 1200 MB; 1400 MB available minus 256 MB reserve leaves 1144 MB")
+    assert reason.startswith("refuse: job needs 600 MB; 2048 MB limit minus 256 MB reserve minus 1200 MB reserved")
+    assert can_admit(592, READING, reserve_mb=256, reserved_mb=1200)[0]
 
 
 def test_can_admit_exact_fit_and_negative_input() -> None:
-    assert can_admit(1144, READING, reserve_mb=256)[0]
+    assert can_admit(1792, READING, reserve_mb=256)[0]
+    assert not can_admit(1793, READING, reserve_mb=256)[0]
     with pytest.raises(Exception, match="must not be negative"):
         can_admit(-1, READING, reserve_mb=256)
+    with pytest.raises(Exception, match="must not be negative"):
+        can_admit(1, READING, reserve_mb=256, reserved_mb=-5)
 
 
 # --- this machine ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ def _error(resp: httpx.Response, status: int, code: str | None = None) -> dict[s
 def test_health_and_ready(live: Live) -> None:
     assert live.client.get("/v1/public/health").json() == {"status": "ok"}
     ready = live.client.get("/v1/public/ready")
-    assert ready.status_code == 200 and ready.json()["revision"] == ready.json()["head"] == "0002"
+    assert ready.status_code == 200 and ready.json()["revision"] == ready.json()["head"] == "0003"
 
 
 def test_submit_by_path_then_status_list_cancel_retry(live: Live) -> None:

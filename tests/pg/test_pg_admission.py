@@ -1,0 +1,34 @@
+"""Memory admission's per-machine lock on a real PostgreSQL primary (SELECT ... FOR UPDATE)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from montage.db import migrate
+from montage.db.database import Database, make_engine
+from tests.pg.conftest import PgCluster
+from tests.runtime.test_admission import memory_settings, racing_claims
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def test_racing_claims_on_postgresql_never_reserve_more_than_the_budget(
+    tmp_path: Path, pg_cluster: PgCluster, pg_db: str
+) -> None:
+    url = pg_cluster.url(pg_db)
+    migrate.upgrade(url)
+    settings = memory_settings(tmp_path, limit_mb=1500, reserve_mb=256, job_estimate_mb=600)
+
+    async def go() -> list[int]:
+        dbs = [Database(make_engine(url)) for _ in range(4)]
+        try:
+            return await racing_claims(dbs, settings)
+        finally:
+            for d in dbs:
+                await d.dispose()
+
+    reserved = asyncio.run(go())
+    assert max(reserved) == 1200 and all(r <= 1244 for r in reserved), reserved
