@@ -145,6 +145,12 @@ def history_plot(name: str, rows: list[dict[str, Any]], source: str) -> Plot | N
         chosen = [r for r in rows if r["verdict"] == verdict]
         xs = [dt.datetime.strptime(r["date"], "%Y-%m-%dT%H:%M:%SZ") for r in chosen]
         ax.scatter(xs, [r["phase"] for r in chosen], color=STATE_COLOURS.get(verdict, "#444444"), label=verdict)
+    from matplotlib.dates import DateFormatter
+
+    dates = [dt.datetime.strptime(r["date"], "%Y-%m-%dT%H:%M:%SZ") for r in rows]
+    pad = max((max(dates) - min(dates)) * 0.05, dt.timedelta(minutes=30))  # one run: not a decade-wide axis
+    ax.set_xlim(min(dates) - pad, max(dates) + pad)
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
     phases = sorted({r["phase"] for r in rows})
     ax.set_yticks(phases, [f"phase {p}" for p in phases])
     ax.invert_yaxis()
