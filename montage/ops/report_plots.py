@@ -150,7 +150,7 @@ def history_plot(name: str, rows: list[dict[str, Any]], source: str) -> Plot | N
     dates = [dt.datetime.strptime(r["date"], "%Y-%m-%dT%H:%M:%SZ") for r in rows]
     pad = max((max(dates) - min(dates)) * 0.05, dt.timedelta(minutes=30))  # one run: not a decade-wide axis
     ax.set_xlim(min(dates) - pad, max(dates) + pad)
-    ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))  # type: ignore[no-untyped-call]
     phases = sorted({r["phase"] for r in rows})
     ax.set_yticks(phases, [f"phase {p}" for p in phases])
     ax.invert_yaxis()
