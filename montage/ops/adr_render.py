@@ -24,8 +24,10 @@ class EvidenceFile:
     fields: list[tuple[str, str]] = field(default_factory=list)
 
 
-def render(template: str, **values: Any) -> str:
-    """Render a packaged template with StrictUndefined; a missing value names the template and line."""
+def render(template: str, *, trim_blocks: bool = False, **values: Any) -> str:
+    """Render a packaged template with StrictUndefined; a missing value names the template and line.
+
+    ``trim_blocks`` also strips the whitespace around block tags (Jinja's trim_blocks + lstrip_blocks)."""
     import traceback
 
     from jinja2 import Environment, PackageLoader, StrictUndefined, UndefinedError
@@ -34,7 +36,9 @@ def render(template: str, **values: Any) -> str:
         loader=PackageLoader("montage.ops", "templates"),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
-        autoescape=False,  # Markdown, not HTML
+        trim_blocks=trim_blocks,
+        lstrip_blocks=trim_blocks,
+        autoescape=lambda name: name is not None and name.endswith(".html.j2"),  # Markdown is not escaped
     )
     try:
         return env.get_template(template).render(**values)

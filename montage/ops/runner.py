@@ -248,4 +248,16 @@ def execute(opts: RunOptions, out: Printer = print) -> tuple[int, Published | No
         judged = judge_gate(lp.phase, opts, tmp, steps)
         manifest = build_manifest(lp, opts, started_at, forced, steps, judged)
         result = write_bundle(lp.phase, opts, tmp, manifest, signer)
-    return exit_code(render_report(result, opts, out)), result
+    code = exit_code(render_report(result, opts, out))
+    if opts.mode == "run":  # a history line and the HTML/Markdown reports (montage.ops.report_pages)
+        from montage.ops.report_pages import after_run
+
+        after_run(
+            opts.repo_root,
+            opts.phases_dir,
+            opts.proofs_dir,
+            result.manifest,
+            _display(result.bundle, opts.repo_root),
+            out,
+        )
+    return code, result

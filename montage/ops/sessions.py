@@ -56,6 +56,7 @@ NOX_SESSIONS: dict[str, list[list[str]]] = {
         [PY, "-m", "ruff", "format", "--check", "."],
         [PY, "-m", "mypy", "montage"],
     ],
+    "report": [[PY, "-m", "montage.ops.report_pages"]],
     "scan": [[PY, "-m", "montage.ops", "scan"]],
     "selftest": [[PY, "-m", "montage.ops", "selftest", "all"]],  # `nox -s selftest -- --fast`: CI's cheap controls
     "tests": [[PY, "-m", "pytest"]],
@@ -73,6 +74,7 @@ INVOKE_TASKS: dict[str, list[list[str]]] = {
     "lint": NOX_SESSIONS["lint"],
     "perf.baseline": [[PY, "-m", "montage.ops.perf", "baseline"]],
     "perf.guard": NOX_SESSIONS["perf"],
+    "report": [[PY, "-m", "montage.ops.report_pages"]],  # var/reports/index.html + a page per phase
     "scan": NOX_SESSIONS["scan"],
     "stress": NOX_SESSIONS["stress"],
     "tests": NOX_SESSIONS["tests"],
