@@ -68,8 +68,9 @@ def resolve(
         if found is not None:
             return found
     if fallback:
-        where = f"phase {phase_id} has no PASS bundle" if phase_id is not None else "no phase given"
-        return Baseline(fallback, f"baseline_ref from the phase file ({where})")
+        if phase_id is None:
+            return Baseline(fallback, f"{fallback} (no --phase and no --baseline-ref given)")
+        return Baseline(fallback, f"baseline_ref {fallback} from the phase file (phase {phase_id} has no PASS bundle)")
     raise UsageError(
         f"the canary has no baseline: phase {phase_id} has no PASS bundle to take the deployed commit from, and "
         "no baseline_ref is set; add `baseline_ref: REF` to the canary's `with:` in the phase file "

@@ -4,7 +4,7 @@
 [--requests N] [--jobs N] [--max-duration-s S] [-o canary_metrics.json]``
     runs the local canary (synthetic loopback load, real jobs) and writes the raw samples.  The
     baseline is ``--baseline-ref``, else the commit of phase N's last PASS bundle (``--phase``),
-    else an error; ``--*-env`` (repeatable) are applied to that side after the canary's own settings.
+    else ``HEAD``; ``--*-env`` (repeatable) are applied to that side after the canary's own settings.
 ``evaluate canary_metrics.json [-o evaluate_canary.out]``
     judges stored samples against the SLOs; exit 0 PASS, 4 PARTIAL, 1 FAIL, 3 INCONCLUSIVE
     (montage/errors.py), 2 for an unreadable input.
@@ -84,9 +84,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
     b_env, c_env = parse_env(args.baseline_env, "--baseline-env"), parse_env(args.candidate_env, "--candidate-env")
     repo = args.repo.resolve()
     if args.same_code:
-        chosen = baseline.Baseline(None, "the candidate's own tree (--same-code, a flag canary)")
+        chosen = baseline.Baseline(None, "the candidate's own tree (--same-code)")
     else:
-        chosen = baseline.resolve(repo, phase_id=args.phase, explicit=args.baseline_ref, fallback=None)
+        # no --phase and no --baseline-ref: HEAD, i.e. the uncommitted change (A/A on a clean tree, and then it says so)
+        chosen = baseline.resolve(repo, phase_id=args.phase, explicit=args.baseline_ref, fallback="HEAD")
     metrics = collect(
         repo, baseline_ref=chosen.ref, baseline_how=chosen.how, baseline_env=b_env, candidate_env=c_env,
         requests=args.requests, jobs=args.jobs, workers=args.workers, max_duration_s=args.max_duration_s,

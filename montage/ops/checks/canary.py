@@ -75,7 +75,7 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
     from montage.ops.canary.judge import judge
 
     if params.baseline_code == "candidate":
-        chosen = baseline.Baseline(None, "the candidate's own tree (baseline_code: candidate, a flag canary)")
+        chosen = baseline.Baseline(None, "the candidate's own tree (baseline_code: candidate)")
     else:
         chosen = baseline.resolve(ctx.repo_root, phase_id=ctx.phase_id, explicit=None, fallback=params.baseline_ref)
     metrics = collect(ctx.repo_root, baseline_ref=chosen.ref, baseline_how=chosen.how, **collect_args(params))
