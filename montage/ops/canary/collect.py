@@ -239,8 +239,8 @@ def collect(
     requests: int = 600,
     jobs: int = 4,
     workers: int = 1,
-    max_duration_s: float = 40.0,
-    drain_s: float = 30.0,
+    max_duration_s: float = 35.0,
+    drain_s: float = 25.0,
     startup_timeout_s: float = 60.0,
     warmup: int = 14,
 ) -> dict[str, Any]:
@@ -256,7 +256,6 @@ def collect(
     cpus, cpus_how = usable_cpus()
     mem_limit, mem_how = memory_limit()
     b_env, c_env = dict(baseline_env or {}), dict(candidate_env or {})
-    kinds = traffic.plan(requests, jobs)
     state = core_git.repo_state(repo)
     head, dirty = state.commit or "", bool(state.dirty)
     with (
@@ -297,9 +296,13 @@ def collect(
                 before = {s.name: scrape(s.base) for s in sides}
                 cpu0 = {s.name: _cpu_seconds(s.server.proc.pid) for s in sides if s.server}
                 started = time.monotonic()
-                for i, kind in enumerate(kinds):
-                    if time.monotonic() - started > max_duration_s:
+                submitted = 0
+                for i in range(requests):
+                    elapsed = time.monotonic() - started
+                    if elapsed > max_duration_s:
                         break
+                    kind = traffic.kind_at(i, elapsed, submitted, jobs, max_duration_s)
+                    submitted += kind in ("submit", "upload")
                     for io in ios if i % 2 == 0 else ios[::-1]:
                         traffic.request(client, io, kind, i)
                     if i % 25 == 0:

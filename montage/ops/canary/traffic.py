@@ -4,7 +4,8 @@ The plan cycles through public reads (health, ready, job status, an unknown job)
 (``/v1/admin/stats``, ``/v1/admin/jobs``, with the side's own API key) and downloads (the result of
 a job that succeeded, else its plan, which answers 409 until then).  ``jobs`` submissions are spread
 evenly over the plan, alternating a JSON submission of a file in the media root and a multipart
-upload of the same clip, so both sides render the same real jobs while they serve the reads.
+upload of the same clip, due by time (not by request count, which the machine's load decides), so
+both sides render the same real jobs while they serve the reads.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ class Traffic:
         self.latency_s.clear()
 
 
-def plan(requests: int, jobs: int) -> list[str]:
-    """The kind of every request: reads in a fixed cycle, ``jobs`` submissions spread evenly."""
-    kinds = [READS[i % len(READS)] for i in range(requests)]
-    for k in range(min(jobs, requests)):
-        kinds[k * requests // max(jobs, 1)] = "submit" if k % 2 == 0 else "upload"
-    return kinds
+def kind_at(i: int, elapsed_s: float, submitted: int, jobs: int, duration_s: float) -> str:
+    """Request ``i``'s kind: a job submission when the next one is due (``jobs`` spread evenly over
+    ``duration_s`` of traffic, alternating JSON and upload), else the next read of the cycle."""
+    if submitted < jobs and elapsed_s >= submitted * duration_s / jobs:
+        return "submit" if submitted % 2 == 0 else "upload"
+    return READS[i % len(READS)]
 
 
 def request(client: Any, side: Traffic, kind: str, i: int) -> None:

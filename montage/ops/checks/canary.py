@@ -2,7 +2,9 @@
 traffic while both render the same real jobs, and judge the candidate against the SLO matrix
 (ROADMAP.md "Phase 2 in detail").
 
-Source ``local`` (the only one implemented): baseline = the deployed version, i.e. the commit of the
+Source ``prometheus``: ``query_range`` against ``PROM_PROM_URL`` (see
+:mod:`montage.ops.canary.prometheus`), the sides told apart by ``baseline_selector`` /
+``candidate_selector``.  Source ``local`` (the default): baseline = the deployed version, i.e. the commit of the
 phase's last PASS bundle, else ``baseline_ref`` (then required; see
 :mod:`montage.ops.canary.baseline`), checked out in a temporary git worktree; candidate = the working
 tree.  ``baseline_env`` / ``candidate_env`` are applied to each side after the canary's own settings
@@ -41,7 +43,14 @@ OUT = "evaluate_canary.out"
 class Params(DecisionParams):
     """The canary's parameters: what to serve and send, and the SLO matrix it is judged against."""
 
-    source: Literal["local"] = "local"
+    source: Literal["local", "prometheus"] = Field(
+        "local", description="local: serve both sides on loopback; prometheus: query_range against PROM_PROM_URL"
+    )
+    baseline_selector: str = Field("", description="prometheus: label matchers of the baseline's series")
+    candidate_selector: str = Field("", description="prometheus: label matchers of the candidate's series")
+    prom_window_s: float = Field(7200.0, gt=0, le=30 * 86400, description="prometheus: the window read")
+    prom_step_s: float = Field(60.0, gt=0, le=86400, description="prometheus: query step (and rate window)")
+    prom_queries: dict[str, str] = Field(default_factory=dict, description="prometheus: PromQL templates by SLO")
     baseline_ref: str | None = Field(
         None, min_length=1, description="baseline when the phase has no PASS bundle (the deployed commit wins)"
     )
@@ -54,8 +63,8 @@ class Params(DecisionParams):
     requests: int = Field(2000, ge=1, le=100_000, description="requests sent to each side")
     jobs: int = Field(4, ge=0, le=100, description="real jobs (the tiny test clip) submitted to each side")
     workers: int = Field(1, ge=0, le=8, description="embedded workers per side")
-    max_duration_s: float = Field(40.0, gt=0, le=3600, description="stop sending after this long")
-    drain_s: float = Field(30.0, ge=0, le=600, description="then wait this long at most for the jobs")
+    max_duration_s: float = Field(35.0, gt=0, le=3600, description="stop sending after this long")
+    drain_s: float = Field(25.0, ge=0, le=600, description="then wait this long at most for the jobs")
     startup_timeout_s: float = Field(60.0, gt=0, le=600)
     window: int = Field(25, ge=10, le=10_000, description="request pairs per latency window")
     min_windows: int = Field(8, ge=3, description="fewer latency windows: INCONCLUSIVE")
@@ -74,6 +83,15 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
     from montage.ops.canary.collect import collect
     from montage.ops.canary.judge import judge
 
+    if params.source == "prometheus":
+        from montage.ops.canary import prometheus
+
+        selectors = {"baseline": params.baseline_selector, "candidate": params.candidate_selector}
+        metrics = prometheus.collect(selectors, window_s=params.prom_window_s, step_s=params.prom_step_s,
+                                     templates=params.prom_queries)  # fmt: skip
+        ctx.write_json(METRICS, metrics)
+        atomic_write_text(ctx.evidence_dir / OUT, judge(metrics, params).text(metrics))
+        return rejudge(params, ctx.evidence_dir)
     if params.baseline_code == "candidate":
         chosen = baseline.Baseline(None, "the candidate's own tree (baseline_code: candidate)")
     else:
