@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     for side in ("baseline", "candidate"):
         col.add_argument(f"--{side}-env", action="append", default=[], metavar="K=V",
                          help=f"set K=V for the {side} side, after the canary's own settings (repeatable)")  # fmt: skip
+    col.add_argument("--source", choices=("local", "prometheus"), default="local")
+    col.add_argument("--window", default="2h", help="prometheus: the window read (90s, 30m, 2h)")
+    col.add_argument("--step", default="60s", help="prometheus: the query step")
+    col.add_argument("--baseline-selector", default="", help='prometheus: e.g. track="baseline"')
+    col.add_argument("--candidate-selector", default="", help='prometheus: e.g. track="canary"')
     col.add_argument("--requests", type=int, default=d.requests)
     col.add_argument("--jobs", type=int, default=d.jobs, help="real jobs submitted to each side")
     col.add_argument("--workers", type=int, default=d.workers, help="embedded workers per side")
@@ -71,10 +76,33 @@ def parse_env(values: list[str], option: str) -> dict[str, str]:
     return out
 
 
+def seconds(raw: str, option: str) -> float:
+    """``90``, ``90s``, ``30m``, ``2h`` as seconds; anything else is a usage error."""
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:] in scale else (raw, "s")
+    try:
+        value = float(number) * scale[unit]
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"{option} {raw!r}: expected a positive duration such as 90s, 30m or 2h.")
+    return value
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     from montage.core.files import atomic_write_text
     from montage.ops.canary import baseline
     from montage.ops.canary.collect import collect
+
+    if args.source == "prometheus":
+        from montage.ops.canary import prometheus
+
+        selectors = {"baseline": args.baseline_selector, "candidate": args.candidate_selector}
+        doc = prometheus.collect(selectors, window_s=seconds(args.window, "--window"),
+                                 step_s=seconds(args.step, "--step"))  # fmt: skip
+        atomic_write_text(args.output, json.dumps(doc, sort_keys=True, indent=2) + "\n")
+        print(f"{args.output}: {doc['note']}")
+        return 0
 
     if args.requests < 1 or args.max_duration_s <= 0 or args.jobs < 0 or args.workers < 0:
         raise UsageError(

@@ -68,8 +68,12 @@ class CanaryVerdict:
     slos: list[SloResult]
 
     def text(self, metrics: dict[str, Any]) -> str:
-        sent = {s: len(metrics["sides"][s]["samples"]["status"]) for s in ("baseline", "candidate")}
         lines = [self.verdict, *(r.line() for r in self.slos)]
+        if metrics.get("source") == "prometheus":
+            prom = metrics["prometheus"]
+            lines.append(f"source: {metrics['note']}, {prom['start']} to {prom['end']} step {prom['step_s']:g} s")
+            return "\n".join(lines) + "\n"
+        sent = {s: len(metrics["sides"][s]["samples"]["status"]) for s in ("baseline", "candidate")}
         lines.append(comparison_line(metrics))
         lines.append(f"load: {metrics.get('note', SYNTHETIC_NOTE)}; requests sent per side {sent}")
         return "\n".join(lines) + "\n"
@@ -106,6 +110,8 @@ def _answered(side: dict[str, Any]) -> int:
 
 def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
     """The verdict of a ``canary_metrics.json`` document (raises KeyError/TypeError on a bad one)."""
+    if metrics.get("source") == "prometheus":
+        return _overall(_prometheus(metrics, slos))
     base, cand = metrics["sides"]["baseline"], metrics["sides"]["candidate"]
     latency = _latency(base, cand, slos)
     if is_aa(metrics) and not slos.allow_aa:
@@ -116,6 +122,10 @@ def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
         _gauge(cand, "cpu", "cpu_percent", slos.cpu_percent_max, slos),
         _gauge(cand, "mem", "mem_percent", slos.mem_percent_max, slos),
     ]
+    return _overall(results)
+
+
+def _overall(results: list[SloResult]) -> CanaryVerdict:
     verdicts = [r.verdict for r in results]
     overall = stats.combine(verdicts)
     if overall is Verdict.INCONCLUSIVE:
@@ -271,3 +281,54 @@ def _gauge(cand: dict[str, Any], name: str, key: str, limit: float, slos: Params
         )
     verdict = Verdict.PASS if value <= limit else Verdict.FAIL
     return SloResult(name, verdict, value, bound, res.get(f"{name}_how", ""))
+
+
+def _prometheus(metrics: dict[str, Any], slos: Params) -> list[SloResult]:
+    """The SLOs the prometheus source measures, from the stored series (see montage/ops/canary/prometheus.py)."""
+    from montage.ops.canary import prometheus as prom
+
+    out: list[SloResult] = []
+    pts, why = prom.side_points(metrics, "p99_latency")
+    bound = f"<= {slos.p99_ratio_max:g}"
+    if why:
+        out.append(SloResult("p99_latency_ratio", Verdict.INCONCLUSIVE, None, bound, why))
+    else:
+        steps = sorted(set(pts["baseline"]) & set(pts["candidate"]))
+        steps = [t for t in steps if pts["baseline"][t] > 0]
+        c, b = [pts["candidate"][t] for t in steps], [pts["baseline"][t] for t in steps]
+        d = stats.judge_ratio(c, b, threshold=slos.p99_ratio_max, worse="higher", paired=True,
+                              confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
+                              min_samples=slos.min_windows)  # fmt: skip
+        value = None
+        if d.interval is not None:
+            value = {"ratio": round(d.interval.point, 4), "low": round(d.interval.low, 4),
+                     "high": round(d.interval.high, 4)}  # fmt: skip
+        out.append(SloResult("p99_latency_ratio", d.verdict, value, bound,
+                             f"{d.reason}; median over {len(steps)} steps of each step's p99 series"))  # fmt: skip
+    req, why_r = prom.side_points(metrics, "requests")
+    err, why_e = prom.side_points(metrics, "errors_5xx")
+    bound = f"< {slos.error_rate_max:g} (upper {slos.confidence:.0%} Wilson bound)"
+    answered = round(sum(req.get("candidate", {}).values()))
+    if why_r or why_e:
+        out.append(SloResult("error_rate_5xx", Verdict.INCONCLUSIVE, None, bound, str(why_r or why_e)))
+    elif answered < slos.min_samples:
+        out.append(SloResult("error_rate_5xx", Verdict.INCONCLUSIVE, None, bound,
+                             f"too few requests ({answered}; need {slos.min_samples})"))  # fmt: skip
+    else:
+        bad = min(answered, round(sum(err["candidate"].values())))
+        iv = stats.wilson_interval(bad, answered, confidence=slos.confidence)
+        d = stats.decide(iv, threshold=slos.error_rate_max, worse="higher")
+        value = {"rate": round(iv.point, 6), "low": round(iv.low, 6), "high": round(iv.high, 6)}
+        out.append(SloResult("error_rate_5xx", d.verdict, value, bound,
+                             f"{bad} of {answered} requests 5xx (pooled increases); {d.reason}"))  # fmt: skip
+    imp, why_i = prom.side_points(metrics, "import_errors")
+    if why_i or why_r:
+        out.append(SloResult("import_errors", Verdict.INCONCLUSIVE, None, "== 0", str(why_i or why_r)))
+    elif answered < slos.min_samples:
+        out.append(SloResult("import_errors", Verdict.INCONCLUSIVE, None, "== 0",
+                             f"no liveness: {answered} requests (need {slos.min_samples})"))  # fmt: skip
+    else:
+        count = round(max(imp["candidate"].values()))
+        out.append(SloResult("import_errors", Verdict.PASS if count == 0 else Verdict.FAIL, count, "== 0",
+                             f"liveness: {answered} requests answered"))  # fmt: skip
+    return out
