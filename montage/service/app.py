@@ -105,6 +105,7 @@ async def refresh_job_metrics(ctx: object) -> None:
 
     from montage.db import jobs
     from montage.service.context import ServiceContext
+    from montage.service.imports import failed_job_imports
 
     assert isinstance(ctx, ServiceContext)
     snap = ctx.metrics.collector.snapshot
@@ -112,6 +113,8 @@ async def refresh_job_metrics(ctx: object) -> None:
         async with ctx.db.session() as session:
             snap.counts = await jobs.counts_by_state(session)
             snap.durations = await jobs.finished_durations(session)
+            failed = await jobs.list_jobs(session, "failed", 1000)
+        snap.job_import_errors = failed_job_imports(j.error for j in failed)
         snap.db_up = True
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.warning("metrics: jobs database unavailable: %s", exc)

@@ -4,7 +4,8 @@
 and the render path import lazily (:data:`LAZY_MODULES`, the OTIO adapters, the Resolve bridge when
 configured), so a broken or shadowed module is counted before any request needs it.  An ImportError
 raised later, while serving a request, is counted where it is handled (:func:`count_if_import_error`
-in the service's last-resort error handler).
+in the service's last-resort error handler); one that fails a job's renderer (its own process) is
+classified from the job's recorded error when /metrics is scraped (:func:`failed_job_imports`).
 
 The count is process state (like the interpreter's own ``sys.modules``), kept here so any module can
 record a failed optional import without knowing about an app or a metrics registry.
@@ -15,8 +16,9 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 
 log = logging.getLogger("montage.imports")
@@ -127,3 +129,28 @@ def count_if_import_error(exc: BaseException) -> None:
             record_import_error(seen.name or "unknown", seen)
             return
         seen = seen.__cause__ or seen.__context__
+
+
+_IMPORT_LINE = re.compile(r"^(?:ModuleNotFoundError|ImportError): (.*)$", re.M)
+_MODULE_NAMED = re.compile(r"No module named '([^']+)'|cannot import name '[^']+' from '([^']+)'")
+
+
+def import_error_in(text: str) -> str | None:
+    """The module an ImportError in ``text`` (a failed job's recorded error: the renderer's stderr
+    tail) names, ``"unknown"`` when its message names none, None when there is no ImportError."""
+    found = _IMPORT_LINE.search(text)
+    if found is None:
+        return None
+    named = _MODULE_NAMED.search(found.group(1))
+    return (named.group(1) or named.group(2)) if named else "unknown"
+
+
+def failed_job_imports(errors: Iterable[str | None]) -> dict[str, int]:
+    """ImportErrors among failed jobs' errors, by module: the renderer runs in its own process, so
+    the job's recorded error is where its ImportError is handled and classified."""
+    out: dict[str, int] = {}
+    for error in errors:
+        module = import_error_in(error or "")
+        if module is not None:
+            out[module] = out.get(module, 0) + 1
+    return out

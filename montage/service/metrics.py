@@ -39,6 +39,7 @@ class JobSnapshot:
 
     counts: dict[str, int] = field(default_factory=dict)
     durations: list[tuple[str, float]] = field(default_factory=list)
+    job_import_errors: dict[str, int] = field(default_factory=dict)  # failed jobs' ImportErrors by module
     db_up: bool = False
 
 
@@ -48,8 +49,11 @@ class _AppCollector(Collector):
         self.snapshot = snapshot
 
     def collect(self) -> Iterable[Any]:
-        imports = CounterMetricFamily("import_errors", "Failed optional imports", labels=["module"])
+        imports = CounterMetricFamily("import_errors", "Failed imports (start-up probe, requests, jobs)",
+                                      labels=["module"])  # fmt: skip
         counts = import_error_counts()
+        for module, n in self.snapshot.job_import_errors.items():
+            counts[module] = counts.get(module, 0) + n
         for module, n in sorted(counts.items()):
             imports.add_metric([module], n)
         if not counts:

@@ -78,3 +78,12 @@ def test_import_error_in_the_cause_chain_is_counted_where_handled() -> None:
         imports.count_if_import_error(outer)
     imports.count_if_import_error(ValueError("not an import"))
     assert imports.import_error_counts()["gone_module"] == before + 1
+
+
+def test_failed_jobs_import_errors_are_classified_by_module() -> None:
+    tail = "renderer exited 1: Traceback (most recent call last):\nModuleNotFoundError: No module named 'av'"
+    assert imports.import_error_in(tail) == "av"
+    assert imports.import_error_in("ImportError: cannot import name 'x' from 'opentimelineio' (y)") == "opentimelineio"
+    assert imports.import_error_in("renderer exited 1:\nImportError: a broken PyAV build") == "unknown"
+    assert imports.import_error_in("renderer exited 1: ffmpeg failed") is None
+    assert imports.failed_job_imports([tail, None, "timed out after 5 s", tail]) == {"av": 2}

@@ -69,3 +69,18 @@ def test_latency_buckets_resolve_a_20_percent_p99_change(live: Live) -> None:
     inside = [b for b in bounds if 0.001 <= b <= 4.0]
     assert inside[0] == 0.001 and inside[-1] > 3.9
     assert max(hi / lo for lo, hi in zip(inside, inside[1:], strict=False)) <= 1.10
+
+
+def test_a_job_failed_by_an_import_error_is_counted(live: Live) -> None:
+    import sqlalchemy
+
+    (live.tmp_path / "media" / "b.mp4").write_bytes(b"x")
+    job = live.client.post("/v1/public/jobs", json={"path": "b.mp4", "duration": 10}).json()["id"]
+    error = "renderer exited 1: Traceback (most recent call last):\nModuleNotFoundError: No module named 'av'"
+    before = _samples(live.client.get("/metrics").text).get(("import_errors_total", frozenset({("module", "av")})), 0)
+    engine = sqlalchemy.create_engine(live.db_url.replace("+aiosqlite", ""))
+    with engine.begin() as conn:  # what the worker records when the renderer dies of the ImportError
+        conn.execute(sqlalchemy.text("UPDATE jobs SET state='failed', error=:e WHERE id=:i"), {"e": error, "i": job})
+    engine.dispose()
+    after = _samples(live.client.get("/metrics").text)[("import_errors_total", frozenset({("module", "av")}))]
+    assert after == before + 1
