@@ -51,7 +51,7 @@ def _sides(tmp_path: Path, candidate_tree: Path) -> Iterator[list[local.Side]]:
              local.Side("candidate", candidate_tree, tmp_path / "c", "tree", "", {})]  # fmt: skip
     try:
         for s in sides:
-            s.work.mkdir()
+            s.work.mkdir(parents=True)
             s.env_set = local.side_env(s.tree, s.work, 0, {})
             local._start(s, 0, 90, REPO / local.CLIP_SOURCE)
         yield sides
@@ -120,9 +120,11 @@ def test_unchanged_pair_passes_and_slower_candidate_fails(tmp_path: Path, monkey
     same, doc = _judged(tmp_path / "same", REPO, monkeypatch)
     assert doc["queries"]["candidate"]["p99_latency"].count('side="candidate"') == 1
     text = same.text(doc)
+    print(text)  # the figures, for `pytest -s`
     assert _slo(same, "p99_latency_ratio").verdict.value != "FAIL", text
     assert _slo(same, "import_errors").verdict.value == "PASS", text
     slow, doc = _judged(tmp_path / "slow", _slow_clone(tmp_path), monkeypatch)
+    print(slow.text(doc))
     assert _slo(slow, "p99_latency_ratio").verdict.value == "FAIL", slow.text(doc)
     assert slow.verdict == "FAIL"
 
