@@ -29,7 +29,8 @@ QUERIES: dict[str, str] = {
         "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{selector}}}[{step}])))"
     ),
     "requests": "sum(increase(http_request_duration_seconds_count{{{selector}}}[{step}]))",
-    "errors_5xx": 'sum(increase(http_request_duration_seconds_count{{{selector},status=~"5.."}}[{step}]))',
+    # no 5xx at all is no series at all: `or vector(0)` makes it 0 (liveness comes from "requests")
+    "errors_5xx": 'sum(increase(http_request_duration_seconds_count{{{selector},status=~"5.."}}[{step}])) or vector(0)',
     "import_errors": "sum(import_errors_total{{{selector}}})",
 }  # fmt: skip
 PARTIAL_SHARE = 0.8  # fewer points than this share of the steps in the window: a partial series
