@@ -69,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
             log.info("database at revision %s (head)", head)
         else:
             log.info("database migrated from revision %s to %s (head)", before or "base", head)
+    from montage.service.imports import probe
+
+    resolve = settings.media.resolve_module
+    for module, error in sorted(probe(str(resolve) if resolve else None).items()):
+        log.error("import probe: %s cannot be imported (%s); counted in import_errors_total", module, error)
     from montage.service.split import admin_port, serve_split
 
     split_port = admin_port(loaded)  # split mode: phase 4's rollback (montage/service/split.py)

@@ -124,6 +124,7 @@ async def refresh_job_metrics(ctx: object) -> None:
     from montage.runtime import admission
     from montage.runtime.memory_manager import read_memory
     from montage.service.context import ServiceContext
+    from montage.service.imports import failed_job_imports
 
     assert isinstance(ctx, ServiceContext)
     snap = ctx.metrics.collector.snapshot
@@ -138,8 +139,10 @@ async def refresh_job_metrics(ctx: object) -> None:
             snap.counts = await jobs.counts_by_state(session)
             snap.durations = await jobs.finished_durations(session)
             memory = await admission.snapshot(session)
+            failed = await jobs.list_jobs(session, "failed", 1000)
         snap.admitted, snap.oom_killed = memory.admitted_total, memory.oom_killed_total
         snap.waiting, snap.reserved_mb = len(memory.waiting), memory.reserved_mb
+        snap.job_import_errors = failed_job_imports(j.error for j in failed)
         snap.db_up = True
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.warning("metrics: jobs database unavailable: %s", exc)

@@ -98,6 +98,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(CLIENT_CLOSED, "client_closed_request", "the client closed the connection")
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        from montage.service.imports import count_if_import_error
+
+        count_if_import_error(exc)
         log.exception("unhandled error in %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__}); see the service log")
 

@@ -52,3 +52,35 @@ def test_two_apps_have_separate_registries(tmp_path: Path, live: Live) -> None:
     health = frozenset({("route", "/v1/public/health"), ("method", "GET"), ("status", "200")})
     assert _samples(text)[("http_request_duration_seconds_count", health)] == 1
     assert ("http_request_duration_seconds_count", health) not in _samples(live.client.get("/metrics").text)
+
+
+def test_latency_buckets_resolve_a_20_percent_p99_change(live: Live) -> None:
+    """Buckets at most 10 % apart from 1 ms to 4 s, as /metrics exposes them (not the constant)."""
+    live.client.get("/v1/public/health")
+    text = live.client.get("/metrics").text
+    health = {("route", "/v1/public/health"), ("method", "GET"), ("status", "200")}
+    bounds = sorted(
+        float(s.labels["le"])
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "http_request_duration_seconds_bucket" and health <= set(s.labels.items())
+        and s.labels["le"] != "+Inf"
+    )  # fmt: skip
+    inside = [b for b in bounds if 0.001 <= b <= 4.0]
+    assert inside[0] == 0.001 and inside[-1] > 3.9
+    assert max(hi / lo for lo, hi in zip(inside, inside[1:], strict=False)) <= 1.10
+
+
+def test_a_job_failed_by_an_import_error_is_counted(live: Live) -> None:
+    import sqlalchemy
+
+    (live.tmp_path / "media" / "b.mp4").write_bytes(b"x")
+    job = live.client.post("/v1/public/jobs", json={"path": "b.mp4", "duration": 10}).json()["id"]
+    error = "renderer exited 1: Traceback (most recent call last):\nModuleNotFoundError: No module named 'av'"
+    before = _samples(live.client.get("/metrics").text).get(("import_errors_total", frozenset({("module", "av")})), 0)
+    engine = sqlalchemy.create_engine(live.db_url.replace("+aiosqlite", ""))
+    with engine.begin() as conn:  # what the worker records when the renderer dies of the ImportError
+        conn.execute(sqlalchemy.text("UPDATE jobs SET state='failed', error=:e WHERE id=:i"), {"e": error, "i": job})
+    engine.dispose()
+    after = _samples(live.client.get("/metrics").text)[("import_errors_total", frozenset({("module", "av")}))]
+    assert after == before + 1

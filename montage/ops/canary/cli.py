@@ -1,7 +1,10 @@
 """``python -m montage.ops.canary {collect,evaluate}``: the canary's thin command line.
 
-``collect [--baseline-ref REF] [--requests N] [--max-duration-s S] [-o canary_metrics.json]``
-    runs the local canary (synthetic loopback load) and writes the raw samples.
+``collect [--phase N] [--baseline-ref REF] [--baseline-env K=V]... [--candidate-env K=V]...
+[--requests N] [--jobs N] [--max-duration-s S] [-o canary_metrics.json]``
+    runs the local canary (synthetic loopback load, real jobs) and writes the raw samples.  The
+    baseline is ``--baseline-ref``, else the commit of phase N's last PASS bundle (``--phase``),
+    else ``HEAD``; ``--*-env`` (repeatable) are applied to that side after the canary's own settings.
 ``evaluate canary_metrics.json [-o evaluate_canary.out]``
     judges stored samples against the SLOs; exit 0 PASS, 4 PARTIAL, 1 FAIL, 3 INCONCLUSIVE
     (montage/errors.py), 2 for an unreadable input.
@@ -36,31 +39,94 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     col = sub.add_parser("collect", help="serve both sides, send the same synthetic traffic, write raw samples")
     col.add_argument("--repo", type=Path, default=Path("."), help="git repository (the candidate tree)")
-    col.add_argument("--baseline-ref", default=d.baseline_ref)
+    col.add_argument("--phase", type=int, default=None, help="take the baseline from this phase's last PASS bundle")
+    col.add_argument("--baseline-ref", default=None, help="serve this ref as the baseline (beats --phase)")
+    col.add_argument("--same-code", action="store_true",
+                     help="both sides serve the working tree (a flag canary: they differ only in --*-env)")  # fmt: skip
+    for side in ("baseline", "candidate"):
+        col.add_argument(f"--{side}-env", action="append", default=[], metavar="K=V",
+                         help=f"set K=V for the {side} side, after the canary's own settings (repeatable)")  # fmt: skip
+    col.add_argument("--source", choices=("local", "prometheus"), default="local")
+    col.add_argument("--window", default="2h", help="prometheus: the window read (90s, 30m, 2h)")
+    col.add_argument("--step", default="60s", help="prometheus: the query step")
+    col.add_argument("--baseline-selector", default="", help='prometheus: e.g. track="baseline"')
+    col.add_argument("--candidate-selector", default="", help='prometheus: e.g. track="canary"')
     col.add_argument("--requests", type=int, default=d.requests)
+    col.add_argument("--jobs", type=int, default=d.jobs, help="real jobs submitted to each side")
+    col.add_argument("--workers", type=int, default=d.workers, help="embedded workers per side")
     col.add_argument("--max-duration-s", type=float, default=d.max_duration_s)
+    col.add_argument("--drain-s", type=float, default=d.drain_s, help="wait this long at most for the jobs")
     col.add_argument("-o", "--output", type=Path, default=Path("canary_metrics.json"))
     ev = sub.add_parser("evaluate", help="judge a canary_metrics.json against the SLOs")
     ev.add_argument("metrics", type=Path)
     ev.add_argument("-o", "--output", type=Path, default=None, help="also write evaluate_canary.out here")
     ev.add_argument("--seed", type=int, default=d.seed)
+    ev.add_argument("--allow-aa", action="store_true", help="let an A/A canary decide the p99 SLO")
     return parser
+
+
+def parse_env(values: list[str], option: str) -> dict[str, str]:
+    """``K=V`` strings as a mapping; a value without ``=`` or with an empty name is a usage error."""
+    out: dict[str, str] = {}
+    for raw in values:
+        name, sep, value = raw.partition("=")
+        if not sep or not name or not name.replace("_", "").isalnum():
+            raise UsageError(f"{option} {raw!r}: expected NAME=value with NAME of letters, digits and underscores.")
+        out[name] = value
+    return out
+
+
+def seconds(raw: str, option: str) -> float:
+    """``90``, ``90s``, ``30m``, ``2h`` as seconds; anything else is a usage error."""
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    number, unit = (raw[:-1], raw[-1]) if raw[-1:] in scale else (raw, "s")
+    try:
+        value = float(number) * scale[unit]
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"{option} {raw!r}: expected a positive duration such as 90s, 30m or 2h.")
+    return value
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from montage.core.files import atomic_write_text
+    from montage.ops.canary import baseline
     from montage.ops.canary.collect import collect
 
-    if args.requests < 1 or args.max_duration_s <= 0:
+    if args.source == "prometheus":
+        from montage.ops.canary import prometheus
+
+        selectors = {"baseline": args.baseline_selector, "candidate": args.candidate_selector}
+        doc = prometheus.collect(selectors, window_s=seconds(args.window, "--window"),
+                                 step_s=seconds(args.step, "--step"))  # fmt: skip
+        atomic_write_text(args.output, json.dumps(doc, sort_keys=True, indent=2) + "\n")
+        print(f"{args.output}: {doc['note']}")
+        return 0
+
+    if args.requests < 1 or args.max_duration_s <= 0 or args.jobs < 0 or args.workers < 0:
         raise UsageError(
-            f"--requests must be >= 1 and --max-duration-s > 0, got {args.requests} and {args.max_duration_s}."
+            f"--requests must be >= 1, --max-duration-s > 0, --jobs and --workers >= 0; got {args.requests}, "
+            f"{args.max_duration_s}, {args.jobs} and {args.workers}."
         )
+    b_env, c_env = parse_env(args.baseline_env, "--baseline-env"), parse_env(args.candidate_env, "--candidate-env")
+    repo = args.repo.resolve()
+    if args.same_code:
+        chosen = baseline.Baseline(None, "the candidate's own tree (--same-code)")
+    else:
+        # no --phase and no --baseline-ref: HEAD, i.e. the uncommitted change (A/A on a clean tree, and then it says so)
+        chosen = baseline.resolve(repo, phase_id=args.phase, explicit=args.baseline_ref, fallback="HEAD")
     metrics = collect(
-        args.repo.resolve(), baseline_ref=args.baseline_ref, requests=args.requests, max_duration_s=args.max_duration_s
-    )
+        repo, baseline_ref=chosen.ref, baseline_how=chosen.how, baseline_env=b_env, candidate_env=c_env,
+        requests=args.requests, jobs=args.jobs, workers=args.workers, max_duration_s=args.max_duration_s,
+        drain_s=args.drain_s,
+    )  # fmt: skip
     atomic_write_text(args.output, json.dumps(metrics, sort_keys=True, indent=2) + "\n")
     sent = {k: len(v["samples"]["status"]) for k, v in metrics["sides"].items()}
     print(f"{args.output}: {sent} requests per side ({metrics['note']})")
+    from montage.ops.canary.judge import comparison_line
+
+    print(comparison_line(metrics))
     return 0
 
 
@@ -71,7 +137,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     try:
         metrics = json.loads(args.metrics.read_text(encoding="utf-8"))
-        result = judge(metrics, Params(seed=args.seed))
+        result = judge(metrics, Params(seed=args.seed, allow_aa=args.allow_aa))
         text = result.text(metrics)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(

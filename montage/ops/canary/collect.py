@@ -1,33 +1,55 @@
-"""Collect a local canary: baseline (a git ref in a temporary worktree) and candidate (the working
-tree), each served by ``montage serve --workers 0`` on loopback, sent the same interleaved traffic.
+"""Collect a local canary: baseline (a commit in a temporary worktree, see
+:mod:`montage.ops.canary.baseline`) and candidate (the working tree), each served by
+``montage serve --workers N`` on loopback, sent the same interleaved traffic while they render
+the same real jobs (:mod:`montage.ops.canary.traffic`).
 
-Both servers run from the same interpreter with cwd and PYTHONPATH at their own tree, each with its
-own SQLite database, media root and flags file in a temporary directory.  Request ``i`` of the plan
-goes to both sides back to back (the side that goes first alternates), so both see the same
-neighbour noise.  Per side we keep every request's kind, status (0 = unanswered) and client-side
-latency, a ``/metrics`` scrape before and after the traffic, and the server process tree's CPU time
-and peak RSS (psutil) against the usable CPUs and the memory limit (cgroup v2 / v1 when one is set,
-else the host's memory; the document says which).  The load is synthetic.
+Environment of each side, lowest precedence first (recorded in the document, never stripped
+silently):
+
+1. this process's environment minus ``MONTAGE_*``, ``COV_*``, ``COVERAGE_*`` and ``USE_SETTINGS_V2``
+   (the outer run's settings and coverage; the names removed are recorded under ``env.stripped``);
+2. the canary's own settings for the side: its SQLite database, data directory, media root and flags
+   file in a temporary directory, both as settings_v2 names and as the legacy loader's flat names
+   (so a ``USE_SETTINGS_V2=false`` side uses them too), ``USE_SETTINGS_V2=true``, ``PYTHONPATH`` at
+   the side's tree, and ``MONTAGE_ENV_FILE=`` and ``MONTAGE_SECRETS_DIR=`` (empty: no ``.env`` and no
+   secrets directory is read, so a stray ``.env`` in either tree changes nothing; whether a tree has
+   one is recorded under ``dotenv``);
+3. the side's ``baseline_env`` / ``candidate_env`` (``with:`` or ``--baseline-env K=V``): last, so a
+   flag canary can set anything, including the database (phase 5's primary + standby).
+
+Each side's effective configuration (``/v1/admin/config``, secrets masked, with every value's origin)
+is stored, so the document shows what each side actually read.  Request ``i`` of the plan goes to
+both sides back to back (the side that goes first alternates), so both see the same neighbour
+noise.  Per side we keep every request's kind, status (0 = unanswered) and client-side latency, every
+job's final state and run time, a ``/metrics`` scrape before and after, and the server process
+tree's CPU time and peak RSS (psutil) against the usable CPUs and the memory limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from montage.core import cgroup, loopback
+from montage.core import cgroup, loopback, proc
 from montage.core import git as core_git
+from montage.core.files import sha256_file
 from montage.errors import MontageError
+from montage.ops.canary import traffic
 from montage.ops.canary.judge import SYNTHETIC_NOTE
 
-KINDS = ("health", "ready", "submit", "status", "missing")
 UNSET_PREFIXES = ("MONTAGE_", "COV_", "COVERAGE_")  # the outer run's settings and coverage never leak in
+UNSET_NAMES = ("USE_SETTINGS_V2",)
+CLIP_SOURCE = Path("tests/assets/minimal.mp4")  # relative to the candidate's repository
+SECRET_WORDS = ("KEY", "TOKEN", "PASSWORD", "SECRET")
 
 
 @dataclass
@@ -37,46 +59,87 @@ class Side:
     work: Path
     ref: str
     commit: str
+    overrides: dict[str, str]
     base: str = ""
     server: loopback.Server | None = None
-    job_ids: list[str] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
-    status: list[int] = field(default_factory=list)
-    latency_s: list[float] = field(default_factory=list)
+    io: traffic.Traffic | None = None
     rss_peak: int = 0
+    config: Any = None
+    env_set: dict[str, str] = field(default_factory=dict)
 
 
-def _env(side: Side) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(UNSET_PREFIXES)}
-    env.update(
-        {
-            "PYTHONPATH": str(side.tree),
-            "MONTAGE_DB__URL": f"sqlite+aiosqlite:///{side.work / 'montage.db'}",
-            "MONTAGE_DATA_DIR": str(side.work / "data"),
-            "MONTAGE_SERVICE__MEDIA_ROOT": str(side.work / "media"),
-            "MONTAGE_LOG_LEVEL": "WARNING",
-            "MONTAGE_OPS__FLAGS_FILE": str(side.work / "flags.json"),
-            "USE_SETTINGS_V2": "true",
-            "MONTAGE_SERVICE__WORKERS": "0",
-        }
-    )
+def stripped_names() -> list[str]:
+    """The variables of this process that no side inherits (layer 1 of the module docstring)."""
+    return sorted(k for k in os.environ if k.startswith(UNSET_PREFIXES) or k in UNSET_NAMES)
+
+
+def side_env(tree: Path, work: Path, workers: int, overrides: Mapping[str, str]) -> dict[str, str]:
+    """Layers 2 and 3 of the module docstring: what the canary sets for a side (inherited vars excluded)."""
+    db = f"sqlite+aiosqlite:///{work / 'montage.db'}"
+    env = {
+        "PYTHONPATH": str(tree),
+        "MONTAGE_DB__URL": db,
+        "DATABASE_URL": db,
+        "MONTAGE_DATA_DIR": str(work / "data"),
+        "MONTAGE_SERVICE__MEDIA_ROOT": str(work / "media"),
+        "MONTAGE_MEDIA_ROOT": str(work / "media"),
+        "MONTAGE_LOG_LEVEL": "WARNING",
+        "MONTAGE_OPS__FLAGS_FILE": str(work / "flags.json"),
+        "MONTAGE_SERVICE__WORKERS": str(workers),
+        "MONTAGE_ENV_FILE": "",
+        "MONTAGE_SECRETS_DIR": "",
+        "USE_SETTINGS_V2": "true",
+    }
+    env.update(overrides)
     return env
 
 
-def _start(side: Side, timeout_s: float) -> None:
+def masked(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` as recorded: values of names that look secret are masked."""
+    return {k: ("***" if any(w in k.upper() for w in SECRET_WORDS) else v) for k, v in sorted(env.items())}
+
+
+def _dotenv(tree: Path) -> dict[str, Any]:
+    path = tree / ".env"
+    if not path.is_file():
+        return {"present": False, "read": False}
+    return {"present": True, "sha256": sha256_file(path), "read": False,
+            "why": "MONTAGE_ENV_FILE is set empty for both sides: no .env file is read"}  # fmt: skip
+
+
+def _start(side: Side, workers: int, timeout_s: float, clip: Path) -> None:
     (side.work / "media").mkdir(parents=True, exist_ok=True)
-    (side.work / "media" / "clip.mp4").write_bytes(b"canary placeholder: the API only checks the path")
+    shutil.copyfile(clip, side.work / "media" / traffic.CLIP)
     port = loopback.free_port()
     side.base = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "montage", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers)]  # fmt: skip
     try:
         side.server = loopback.start(
-            [sys.executable, "-m", "montage", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "0"],
-            port=port, ready_path="/v1/public/ready", log=side.work / "serve.log", cwd=side.tree, env=_env(side),
-            unset_prefixes=UNSET_PREFIXES,
-            timeout_s=timeout_s, name=f"{side.name}: montage serve in {side.tree}",
+            argv, port=port, ready_path="/v1/public/ready", log=side.work / "serve.log", cwd=side.tree,
+            env=side.env_set, unset_prefixes=UNSET_PREFIXES, timeout_s=timeout_s,
+            name=f"{side.name}: montage serve in {side.tree}",
         )  # fmt: skip
     except loopback.NotReady as exc:
         raise MontageError(str(exc)) from None
+    done = proc.run([sys.executable, "-m", "montage", "admin", "create-key", "--name", "canary", "--json"],
+                    cwd=side.tree, env=side.env_set, unset_prefixes=UNSET_PREFIXES, timeout_s=60)  # fmt: skip
+    if not done.ok:
+        raise MontageError(f"{side.name}: `montage admin create-key` failed (exit {done.returncode}): {done.tail()}")
+    side.io = traffic.Traffic(side.base, str(json.loads(done.stdout.splitlines()[-1])["key"]),
+                              side.work / "media" / traffic.CLIP)  # fmt: skip
+
+
+def _config(client: Any, side: Side) -> Any:
+    """The side's effective configuration as it reports it (values masked by the service), or the error."""
+    import httpx
+
+    assert side.io is not None
+    try:
+        resp = client.get(f"{side.base}/v1/admin/config", headers={"X-API-Key": side.io.key})
+    except httpx.HTTPError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return resp.json() if resp.status_code == 200 else {"error": f"/v1/admin/config answered {resp.status_code}"}
 
 
 def stderr_tail(side: Side, lines: int = 15) -> str:
@@ -85,10 +148,6 @@ def stderr_tail(side: Side, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
-
-
-def _stop(side: Side) -> int | None:
-    return None if side.server is None else side.server.stop(grace_s=30.0)
 
 
 def _tree(pid: int) -> list[Any]:
@@ -162,95 +221,115 @@ def scrape(base: str) -> dict[str, Any]:
     return out
 
 
-def _request(client: Any, side: Side, kind: str, i: int) -> None:
-    import httpx
-
-    started = time.perf_counter()
-    status = 0
-    try:
-        if kind == "health":
-            resp = client.get(f"{side.base}/v1/public/health")
-        elif kind == "ready":
-            resp = client.get(f"{side.base}/v1/public/ready")
-        elif kind == "submit":
-            resp = client.post(f"{side.base}/v1/public/jobs", json={"path": "clip.mp4", "duration": 10})
-            if resp.status_code == 202:
-                side.job_ids.append(str(resp.json()["id"]))
-        elif kind == "status" and side.job_ids:
-            resp = client.get(f"{side.base}/v1/public/jobs/{side.job_ids[i % len(side.job_ids)]}")
-        else:  # unknown id: a 404 the service must answer quickly
-            resp = client.get(f"{side.base}/v1/public/jobs/00000000-0000-0000-0000-{i:012d}")
-        status = resp.status_code
-    except httpx.HTTPError:
-        status = 0
-    side.kinds.append(kind)
-    side.status.append(status)
-    side.latency_s.append(time.perf_counter() - started)
+def same_tree(repo: Path, baseline_commit: str, head: str, dirty: bool) -> bool:
+    """Whether the candidate's working tree is exactly the baseline commit's tree (tracked files)."""
+    if dirty or not head:
+        return False
+    trees = [core_git.try_git(repo, "rev-parse", f"{c}^{{tree}}") for c in (baseline_commit, head)]
+    return trees[0] is not None and trees[0] == trees[1]
 
 
 def collect(
     repo: Path,
     *,
-    baseline_ref: str = "HEAD",
+    baseline_ref: str | None = "HEAD",
+    baseline_how: str = "explicit",
+    baseline_env: Mapping[str, str] | None = None,
+    candidate_env: Mapping[str, str] | None = None,
     requests: int = 600,
-    max_duration_s: float = 40.0,
+    jobs: int = 4,
+    workers: int = 1,
+    max_duration_s: float = 35.0,
+    drain_s: float = 25.0,
     startup_timeout_s: float = 60.0,
-    warmup: int = 20,
+    warmup: int = 14,
 ) -> dict[str, Any]:
-    """Run the local canary and return the ``canary_metrics.json`` document."""
+    """Run the local canary and return the ``canary_metrics.json`` document.
+
+    ``baseline_ref=None``: the baseline serves the candidate's own tree (a flag canary: the sides
+    differ only in ``baseline_env`` / ``candidate_env``)."""
     import httpx
 
+    clip = repo / CLIP_SOURCE
+    if not clip.is_file():
+        raise MontageError(f"{clip}: the canary's job input (a tiny real clip) is missing from the candidate tree.")
     cpus, cpus_how = usable_cpus()
     mem_limit, mem_how = memory_limit()
+    b_env, c_env = dict(baseline_env or {}), dict(candidate_env or {})
+    state = core_git.repo_state(repo)
+    head, dirty = state.commit or "", bool(state.dirty)
     with (
         tempfile.TemporaryDirectory(prefix="montage-canary-") as tmp,
-        core_git.temporary_worktree(repo, baseline_ref, prefix="montage-canary-", name="baseline-tree") as worktree,
+        (
+            contextlib.nullcontext(core_git.Worktree(repo, head))
+            if baseline_ref is None
+            else core_git.temporary_worktree(repo, baseline_ref, prefix="montage-canary-", name="baseline-tree")
+        ) as worktree,
     ):
-        state = core_git.repo_state(repo)
-        head, dirty = state.commit or "", bool(state.dirty)
         sides = [
-            Side("baseline", worktree.path, Path(tmp) / "baseline", baseline_ref, worktree.commit),
-            Side("candidate", repo, Path(tmp) / "candidate", "working tree", head),
+            Side(
+                "baseline",
+                worktree.path,
+                Path(tmp) / "baseline",
+                baseline_ref or "working tree",
+                worktree.commit,
+                b_env,
+            ),  # fmt: skip
+            Side("candidate", repo, Path(tmp) / "candidate", "working tree", head, c_env),
         ]
         for s in sides:
             s.work.mkdir()
+            s.env_set = side_env(s.tree, s.work, workers, s.overrides)
         docs: dict[str, dict[str, Any]] = {}
         try:
             for s in sides:
-                _start(s, startup_timeout_s)
-            with httpx.Client(timeout=10) as client:
-                for i in range(warmup):  # not recorded: first requests pay imports and cache fills
-                    for s in sides:
-                        _request(client, s, KINDS[i % len(KINDS)], i)
+                _start(s, workers, startup_timeout_s, clip)
+            ios = [s.io for s in sides if s.io is not None]
+            with httpx.Client(timeout=30) as client:
                 for s in sides:
-                    s.kinds.clear()
-                    s.status.clear()
-                    s.latency_s.clear()
+                    s.config = _config(client, s)
+                for i in range(warmup):  # not recorded: first requests pay imports and cache fills
+                    for io in ios:
+                        traffic.request(client, io, traffic.READS[i % len(traffic.READS)], i)
+                for io in ios:
+                    io.clear()
                 before = {s.name: scrape(s.base) for s in sides}
                 cpu0 = {s.name: _cpu_seconds(s.server.proc.pid) for s in sides if s.server}
                 started = time.monotonic()
+                submitted = 0
                 for i in range(requests):
-                    if time.monotonic() - started > max_duration_s:
+                    elapsed = time.monotonic() - started
+                    if elapsed > max_duration_s:
                         break
-                    order = sides if i % 2 == 0 else sides[::-1]
-                    for s in order:
-                        _request(client, s, KINDS[i % len(KINDS)], i)
+                    kind = traffic.kind_at(i, elapsed, submitted, jobs, max_duration_s)
+                    submitted += kind in ("submit", "upload")
+                    for io in ios if i % 2 == 0 else ios[::-1]:
+                        traffic.request(client, io, kind, i)
                     if i % 25 == 0:
                         for s in sides:
                             if s.server:
                                 s.rss_peak = max(s.rss_peak, _rss(s.server.proc.pid))
+                    if i % 50 == 0:
+                        for io in ios:
+                            traffic.refresh_succeeded(client, io)
                 wall = time.monotonic() - started
+                traffic.wait_for_jobs(client, ios, time.monotonic() + drain_s)
                 for s in sides:
-                    if s.server is None:
+                    if s.server is None or s.io is None:
                         continue
                     s.rss_peak = max(s.rss_peak, _rss(s.server.proc.pid))
                     cpu = _cpu_seconds(s.server.proc.pid) - cpu0[s.name]
                     docs[s.name] = {
-                        "tree": "temporary worktree" if s.name == "baseline" else str(s.tree),
+                        "tree": "temporary worktree" if s.tree != repo else str(s.tree),
                         "ref": s.ref,
                         "commit": s.commit,
+                        "env": masked(s.env_set),
+                        "env_overrides": masked(s.overrides),
+                        "dotenv": _dotenv(s.tree),
+                        "config": s.config,
                         "scrape_before": before[s.name],
                         "scrape_after": scrape(s.base),
+                        "jobs": traffic.job_records(client, s.io),
                         "resources": {
                             "cpu_seconds": round(cpu, 4),
                             "wall_s": round(wall, 4),
@@ -261,29 +340,46 @@ def collect(
                             "mem_how": f"peak RSS of the server process tree / {mem_limit} bytes ({mem_how})",
                         },
                         "samples": {
-                            "kind": s.kinds,
-                            "status": s.status,
-                            "latency_s": [round(x, 7) for x in s.latency_s],
+                            "kind": s.io.kinds,
+                            "status": s.io.status,
+                            "latency_s": [round(x, 7) for x in s.io.latency_s],
                         },
                     }
         finally:
             for s in sides:
-                rc = _stop(s)
+                rc = None if s.server is None else s.server.stop(grace_s=30.0)
                 if s.name in docs:
                     docs[s.name]["serve_exit_code"] = rc
                     docs[s.name]["serve_log_tail"] = stderr_tail(s)
+        tree_equal = baseline_ref is None or same_tree(repo, worktree.commit, head, dirty)
+    env_equal = b_env == c_env
     return {
-        "schema": 1,
+        "schema": 2,
         "source": "local",
         "synthetic": True,
         "note": SYNTHETIC_NOTE,
         "candidate_dirty": dirty,
+        "comparison": {
+            "baseline_commit": worktree.commit,
+            "baseline_how": baseline_how,
+            "candidate_commit": head,
+            "same_tree": tree_equal,
+            "same_env": env_equal,
+            "aa": tree_equal and env_equal,
+        },
+        "env": {
+            "stripped": stripped_names(),
+            "precedence": "inherited (minus env.stripped) < canary side settings < baseline_env / candidate_env",
+        },
         "config": {
             "baseline_ref": baseline_ref,
             "requests": requests,
+            "jobs": jobs,
+            "workers": workers,
             "max_duration_s": max_duration_s,
+            "drain_s": drain_s,
             "warmup": warmup,
-            "kinds": list(KINDS),
+            "kinds": list(traffic.KINDS),
         },
         "limits": {"cpus": cpus, "cpus_how": cpus_how, "mem_bytes": mem_limit, "mem_how": mem_how},
         "sides": docs,

@@ -4,9 +4,15 @@ SLOs (ROADMAP.md "Phase 2 in detail"; the canary kind's :class:`~montage.ops.che
 are the SLO matrix and the decision config), all about the *candidate*:
 
 ``p99_latency``
-    seeded paired bootstrap interval of p99(candidate) / p99(baseline) over the request pairs both
-    sides answered: PASS when the interval lies at or below ``p99_ratio_max``, FAIL when it lies
-    wholly above, else INCONCLUSIVE.
+    per-window p99: the paired plan is cut into windows of ``window`` request pairs; in each window
+    we take each side's p99 over the pairs both sides answered, and judge the median over windows of
+    p99(candidate) / p99(baseline) by a seeded paired bootstrap over windows: PASS when the interval
+    lies at or below ``p99_ratio_max``, FAIL when it lies wholly above, else INCONCLUSIVE.  Why
+    windows: on a shared machine single requests are delayed by the scheduler (the baseline's own
+    p99 over a whole run swung 7-14 ms), and one pooled p99 is decided by a handful of such requests;
+    a window's p99 still moves with a tail regression that touches a few percent of requests, and
+    the median over windows ignores the few windows a neighbour's burst spoiled.  An A/A comparison
+    (same tree, same environment) is INCONCLUSIVE ("no change to compare") unless ``allow_aa``.
 ``error_rate``
     5xx answers plus unanswered requests over all requests sent (pooled over request kinds),
     Wilson interval against ``error_rate_max`` (same three-way rule).
@@ -15,6 +21,14 @@ are the SLO matrix and the decision config), all about the *candidate*:
     traffic: exactly 0 passes, more fails; INCONCLUSIVE without liveness (the scrape failed or
     fewer than ``min_samples`` requests were answered): "0 because healthy" is not "0 because
     nothing was measured".
+``job_errors``
+    the candidate's jobs (the same real clip both sides render): a job that failed, or did not
+    finish while the baseline's same job did, is an error.  FAIL when the candidate has an error
+    the baseline did not have, PASS when every job succeeded and at least ``min_jobs`` ran,
+    INCONCLUSIVE otherwise (too few jobs, or the baseline failed the same jobs: not the change).
+``job_duration_ratio``
+    median of the paired run-time ratios of jobs both sides rendered (seeded paired bootstrap
+    against ``job_duration_ratio_max``; fewer than ``min_jobs`` pairs: INCONCLUSIVE).
 ``cpu`` / ``mem``
     the candidate's server process tree: CPU time over the traffic window as a percentage of the
     usable CPUs, and peak RSS as a percentage of the memory limit; at or below the bound passes.
@@ -54,8 +68,13 @@ class CanaryVerdict:
     slos: list[SloResult]
 
     def text(self, metrics: dict[str, Any]) -> str:
-        sent = {s: len(metrics["sides"][s]["samples"]["status"]) for s in ("baseline", "candidate")}
         lines = [self.verdict, *(r.line() for r in self.slos)]
+        if metrics.get("source") == "prometheus":
+            prom = metrics["prometheus"]
+            lines.append(f"source: {metrics['note']}, {prom['start']} to {prom['end']} step {prom['step_s']:g} s")
+            return "\n".join(lines) + "\n"
+        sent = {s: len(metrics["sides"][s]["samples"]["status"]) for s in ("baseline", "candidate")}
+        lines.append(comparison_line(metrics))
         lines.append(f"load: {metrics.get('note', SYNTHETIC_NOTE)}; requests sent per side {sent}")
         return "\n".join(lines) + "\n"
 
@@ -69,18 +88,44 @@ class CanaryVerdict:
         }
 
 
+def comparison_line(metrics: dict[str, Any]) -> str:
+    """``comparison: A/A ...`` or ``comparison: A/B ...``: what the two sides differ in."""
+    comp = metrics.get("comparison")
+    if not comp:
+        return "comparison: unknown (a document without a comparison record)"
+    base, cand = comp["baseline_commit"][:12], (comp["candidate_commit"] or "?")[:12]
+    what = "A/A" if comp["aa"] else "A/B"
+    tree = "same tree" if comp["same_tree"] else f"trees differ (candidate {cand}, dirty {metrics['candidate_dirty']})"
+    env = "same environment" if comp["same_env"] else "environments differ (a flag canary)"
+    return f"comparison: {what}: baseline {base} ({comp['baseline_how']}); {tree}; {env}"
+
+
+def is_aa(metrics: dict[str, Any]) -> bool:
+    return bool((metrics.get("comparison") or {}).get("aa"))
+
+
 def _answered(side: dict[str, Any]) -> int:
     return sum(1 for s in side["samples"]["status"] if s)
 
 
 def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
     """The verdict of a ``canary_metrics.json`` document (raises KeyError/TypeError on a bad one)."""
+    if metrics.get("source") == "prometheus":
+        return _overall(_prometheus(metrics, slos))
     base, cand = metrics["sides"]["baseline"], metrics["sides"]["candidate"]
-    results = [_latency(base, cand, slos), _errors(cand, slos), _imports(cand, slos)]
+    latency = _latency(base, cand, slos)
+    if is_aa(metrics) and not slos.allow_aa:
+        why = f"A/A: no change to compare (same tree, same environment); measured {latency.detail}"
+        latency = SloResult(latency.name, Verdict.INCONCLUSIVE, latency.value, latency.bound, why)
+    results = [latency, _errors(cand, slos), _imports(cand, slos), *_jobs(base, cand, slos)]
     results += [
         _gauge(cand, "cpu", "cpu_percent", slos.cpu_percent_max, slos),
         _gauge(cand, "mem", "mem_percent", slos.mem_percent_max, slos),
     ]
+    return _overall(results)
+
+
+def _overall(results: list[SloResult]) -> CanaryVerdict:
     verdicts = [r.verdict for r in results]
     overall = stats.combine(verdicts)
     if overall is Verdict.INCONCLUSIVE:
@@ -89,36 +134,86 @@ def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
     return CanaryVerdict(overall, results)
 
 
-def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
+def windows(base: dict[str, Any], cand: dict[str, Any], size: int) -> tuple[list[float], list[float]]:
+    """Per-window p99 of each side over the request pairs both answered (windows with fewer than half
+    their pairs answered are left out)."""
     b, c = base["samples"], cand["samples"]
-    pairs = [
-        (cl, bl)
-        for cs, cl, bs, bl in zip(c["status"], c["latency_s"], b["status"], b["latency_s"], strict=True)
-        if cs and bs and cl > 0 and bl > 0
-    ]
-    cl = [p[0] for p in pairs]
-    bl = [p[1] for p in pairs]
+    rows = list(zip(c["status"], c["latency_s"], b["status"], b["latency_s"], strict=True))
+    wc: list[float] = []
+    wb: list[float] = []
+    for start in range(0, len(rows) - size + 1, size):
+        pairs = [(cl, bl) for cs, cl, bs, bl in rows[start : start + size] if cs and bs and cl > 0 and bl > 0]
+        if 2 * len(pairs) < size:
+            continue
+        wc.append(stats._quantile(sorted(p[0] for p in pairs), 0.99))
+        wb.append(stats._quantile(sorted(p[1] for p in pairs), 0.99))
+    return wc, wb
+
+
+def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
+    wc, wb = windows(base, cand, slos.window)
     d = stats.judge_ratio(
-        cl,
-        bl,
+        wc,
+        wb,
         threshold=slos.p99_ratio_max,
         worse="higher",
         paired=True,
         confidence=slos.confidence,
         resamples=slos.resamples,
         seed=slos.seed,
-        min_samples=slos.min_samples,
-        quantile=0.99,
+        min_samples=slos.min_windows,
     )
     value: Any = None
-    detail = d.reason
+    detail = d.reason.replace("samples", "windows", 1) + f" of {slos.window} request pairs"
     if d.interval is not None:
         iv = d.interval
         value = {"ratio": round(iv.point, 4), "low": round(iv.low, 4), "high": round(iv.high, 4)}
-        p99c = stats._quantile(sorted(cl), 0.99) * 1000
-        p99b = stats._quantile(sorted(bl), 0.99) * 1000
-        detail = f"{d.reason}; p99 candidate {p99c:.2f} ms, baseline {p99b:.2f} ms, {len(pairs)} pairs"
+        detail = (
+            f"{d.reason}; median over {len(wc)} windows of {slos.window} request pairs of each window's p99: "
+            f"candidate {stats.median(wc) * 1000:.2f} ms, baseline {stats.median(wb) * 1000:.2f} ms"
+        )
     return SloResult("p99_latency_ratio", d.verdict, value, f"<= {slos.p99_ratio_max:g}", detail)
+
+
+def _jobs(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> list[SloResult]:
+    bj, cj = base.get("jobs") or [], cand.get("jobs") or []
+    done = ("succeeded", "failed", "cancelled")
+    bad = []
+    for k, job in enumerate(cj):
+        other = bj[k]["state"] if k < len(bj) else "missing"
+        if job["state"] in ("failed", "cancelled") or (job["state"] not in done and other in done):
+            bad.append(k)
+    base_bad = {k for k, job in enumerate(bj) if job["state"] in ("failed", "cancelled")}
+    ok = sum(1 for j in cj if j["state"] == "succeeded")
+    value = {"jobs": len(cj), "succeeded": ok, "errors": len(bad), "rate": round(len(bad) / len(cj), 4) if cj else None}
+    errors_why = "; ".join(f"job {k}: {cj[k]['state']} {cj[k].get('error') or ''}".strip() for k in bad[:3])
+    new = [k for k in bad if k not in base_bad]
+    if new:
+        why = f"{len(new)} job(s) failed on the candidate that the baseline rendered: {errors_why}"
+        err = SloResult("job_errors", Verdict.FAIL, value, "== 0 (beyond the baseline's)", why)
+    elif ok >= slos.min_jobs and ok == len(cj):
+        err = SloResult("job_errors", Verdict.PASS, value, "== 0", f"all {ok} jobs rendered")
+    else:
+        why = f"baseline failed the same jobs ({errors_why})" if bad else f"{ok} of {len(cj)} jobs finished"
+        err = SloResult("job_errors", Verdict.INCONCLUSIVE, value, "== 0", f"{why}; need {slos.min_jobs}")
+    pairs = [
+        (c["duration_s"], b["duration_s"])
+        for c, b in zip(cj, bj, strict=False)
+        if c["state"] == b["state"] == "succeeded" and c["duration_s"] and b["duration_s"]
+    ]
+    d = stats.judge_ratio([p[0] for p in pairs], [p[1] for p in pairs], threshold=slos.job_duration_ratio_max,
+                          worse="higher", paired=True, confidence=slos.confidence, resamples=slos.resamples,
+                          seed=slos.seed, min_samples=slos.min_jobs)  # fmt: skip
+    dvalue = None
+    if d.interval is not None:
+        dvalue = {
+            "ratio": round(d.interval.point, 4),
+            "low": round(d.interval.low, 4),
+            "high": round(d.interval.high, 4),
+        }
+    dur = SloResult("job_duration_ratio", d.verdict, dvalue, f"<= {slos.job_duration_ratio_max:g}",
+                    f"{d.reason}; {len(pairs)} jobs rendered by both sides")  # fmt: skip
+    return [err, dur]
 
 
 def _errors(cand: dict[str, Any], slos: Params) -> SloResult:
@@ -186,3 +281,54 @@ def _gauge(cand: dict[str, Any], name: str, key: str, limit: float, slos: Params
         )
     verdict = Verdict.PASS if value <= limit else Verdict.FAIL
     return SloResult(name, verdict, value, bound, res.get(f"{name}_how", ""))
+
+
+def _prometheus(metrics: dict[str, Any], slos: Params) -> list[SloResult]:
+    """The SLOs the prometheus source measures, from the stored series (see montage/ops/canary/prometheus.py)."""
+    from montage.ops.canary import prometheus as prom
+
+    out: list[SloResult] = []
+    pts, why = prom.side_points(metrics, "p99_latency")
+    bound = f"<= {slos.p99_ratio_max:g}"
+    if why:
+        out.append(SloResult("p99_latency_ratio", Verdict.INCONCLUSIVE, None, bound, why))
+    else:
+        steps = sorted(set(pts["baseline"]) & set(pts["candidate"]))
+        steps = [t for t in steps if pts["baseline"][t] > 0]
+        c, b = [pts["candidate"][t] for t in steps], [pts["baseline"][t] for t in steps]
+        d = stats.judge_ratio(c, b, threshold=slos.p99_ratio_max, worse="higher", paired=True,
+                              confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
+                              min_samples=slos.min_windows)  # fmt: skip
+        value = None
+        if d.interval is not None:
+            value = {"ratio": round(d.interval.point, 4), "low": round(d.interval.low, 4),
+                     "high": round(d.interval.high, 4)}  # fmt: skip
+        out.append(SloResult("p99_latency_ratio", d.verdict, value, bound,
+                             f"{d.reason}; median over {len(steps)} steps of each step's p99 series"))  # fmt: skip
+    req, why_r = prom.side_points(metrics, "requests")
+    err, why_e = prom.side_points(metrics, "errors_5xx")
+    bound = f"< {slos.error_rate_max:g} (upper {slos.confidence:.0%} Wilson bound)"
+    answered = round(sum(req.get("candidate", {}).values()))
+    if why_r or why_e:
+        out.append(SloResult("error_rate_5xx", Verdict.INCONCLUSIVE, None, bound, str(why_r or why_e)))
+    elif answered < slos.min_samples:
+        out.append(SloResult("error_rate_5xx", Verdict.INCONCLUSIVE, None, bound,
+                             f"too few requests ({answered}; need {slos.min_samples})"))  # fmt: skip
+    else:
+        bad = min(answered, round(sum(err["candidate"].values())))
+        iv = stats.wilson_interval(bad, answered, confidence=slos.confidence)
+        d = stats.decide(iv, threshold=slos.error_rate_max, worse="higher")
+        value = {"rate": round(iv.point, 6), "low": round(iv.low, 6), "high": round(iv.high, 6)}
+        out.append(SloResult("error_rate_5xx", d.verdict, value, bound,
+                             f"{bad} of {answered} requests 5xx (pooled increases); {d.reason}"))  # fmt: skip
+    imp, why_i = prom.side_points(metrics, "import_errors")
+    if why_i or why_r:
+        out.append(SloResult("import_errors", Verdict.INCONCLUSIVE, None, "== 0", str(why_i or why_r)))
+    elif answered < slos.min_samples:
+        out.append(SloResult("import_errors", Verdict.INCONCLUSIVE, None, "== 0",
+                             f"no liveness: {answered} requests (need {slos.min_samples})"))  # fmt: skip
+    else:
+        count = round(max(imp["candidate"].values()))
+        out.append(SloResult("import_errors", Verdict.PASS if count == 0 else Verdict.FAIL, count, "== 0",
+                             f"liveness: {answered} requests answered"))  # fmt: skip
+    return out

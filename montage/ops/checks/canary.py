@@ -1,20 +1,27 @@
 """``canary``: serve the baseline and the candidate side by side, send both the same synthetic
-traffic, and judge the candidate against the SLO matrix (ROADMAP.md "Phase 2 in detail").
+traffic while both render the same real jobs, and judge the candidate against the SLO matrix
+(ROADMAP.md "Phase 2 in detail").
 
-Source ``local`` (the only one implemented): baseline = ``baseline_ref`` (default ``HEAD``, the last
-commit, so the canary measures the uncommitted change; use e.g. ``HEAD~1`` to measure the last
-commit) checked out in a temporary git worktree, candidate = the working tree; see
-:mod:`montage.ops.canary.collect`.  Evidence: ``canary_metrics.json`` (raw per-request samples and
-per-side ``/metrics`` scrapes) and ``evaluate_canary.out`` (first line PASS / PARTIAL / FAIL, then
-one line per SLO).  The judgement is recomputed from ``canary_metrics.json`` alone (seeded), so
-``phase verify`` reproduces it bit for bit.  Gate verdict: PASS -> PASS, FAIL -> FAIL, PARTIAL ->
-INCONCLUSIVE (never PASS).  The load is synthetic, generated on loopback, not production traffic.
+Source ``prometheus``: ``query_range`` against ``PROM_PROM_URL`` (see
+:mod:`montage.ops.canary.prometheus`), the sides told apart by ``baseline_selector`` /
+``candidate_selector``.  Source ``local`` (the default): baseline = the deployed version, i.e. the commit of the
+phase's last PASS bundle, else ``baseline_ref`` (then required; see
+:mod:`montage.ops.canary.baseline`), checked out in a temporary git worktree; candidate = the working
+tree.  ``baseline_env`` / ``candidate_env`` are applied to each side after the canary's own settings
+(a flag canary: the same code under two configurations; see :mod:`montage.ops.canary.collect` for
+the precedence).  Same tree and same environment is an A/A run: the output says so and the p99 SLO
+is INCONCLUSIVE unless ``allow_aa``.  Evidence: ``canary_metrics.json`` (raw per-request samples,
+jobs, per-side environment, configuration and ``/metrics`` scrapes) and ``evaluate_canary.out``
+(first line PASS / PARTIAL / FAIL, then one line per SLO, then the comparison).  The judgement is
+recomputed from ``canary_metrics.json`` alone (seeded), so ``phase verify`` reproduces it bit for
+bit.  Gate verdict: PASS -> PASS, FAIL -> FAIL, PARTIAL -> INCONCLUSIVE (never PASS).  The load is
+synthetic, generated on loopback, not production traffic.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -37,11 +44,33 @@ OUT = "evaluate_canary.out"
 class Params(DecisionParams):
     """The canary's parameters: what to serve and send, and the SLO matrix it is judged against."""
 
-    source: Literal["local"] = "local"
-    baseline_ref: str = Field("HEAD", min_length=1, description="git ref served as the baseline")
+    source: Literal["local", "prometheus"] = Field(
+        "local", description="local: serve both sides on loopback; prometheus: query_range against PROM_PROM_URL"
+    )
+    baseline_selector: str = Field("", description="prometheus: label matchers of the baseline's series")
+    candidate_selector: str = Field("", description="prometheus: label matchers of the candidate's series")
+    prom_window_s: float = Field(7200.0, gt=0, le=30 * 86400, description="prometheus: the window read")
+    prom_step_s: float = Field(60.0, gt=0, le=86400, description="prometheus: query step (and rate window)")
+    prom_queries: dict[str, str] = Field(default_factory=dict, description="prometheus: PromQL templates by SLO")
+    baseline_ref: str | None = Field(
+        None, min_length=1, description="baseline when the phase has no PASS bundle (the deployed commit wins)"
+    )
+    baseline_env: dict[str, str] = Field(default_factory=dict, description="set for the baseline side, last")
+    candidate_env: dict[str, str] = Field(default_factory=dict, description="set for the candidate side, last")
+    baseline_code: Literal["deployed", "candidate"] = Field(
+        "deployed", description="candidate: both sides serve the working tree (a flag canary on the same code)"
+    )
+    allow_aa: bool = Field(False, description="an A/A canary may decide the p99 SLO")
     requests: int = Field(2000, ge=1, le=100_000, description="requests sent to each side")
-    max_duration_s: float = Field(40.0, gt=0, le=3600, description="stop sending after this long")
+    jobs: int = Field(4, ge=0, le=100, description="real jobs (the tiny test clip) submitted to each side")
+    workers: int = Field(1, ge=0, le=8, description="embedded workers per side")
+    max_duration_s: float = Field(35.0, gt=0, le=3600, description="stop sending after this long")
+    drain_s: float = Field(25.0, ge=0, le=600, description="then wait this long at most for the jobs")
     startup_timeout_s: float = Field(60.0, gt=0, le=600)
+    window: int = Field(25, ge=10, le=10_000, description="request pairs per latency window")
+    min_windows: int = Field(8, ge=3, description="fewer latency windows: INCONCLUSIVE")
+    job_duration_ratio_max: float = Field(1.5, gt=0, description="median job run time candidate/baseline")
+    min_jobs: int = Field(3, ge=1, description="fewer jobs rendered: the job SLOs are INCONCLUSIVE")
     p99_ratio_max: float = Field(1.20, gt=0, description="p99 latency candidate/baseline")
     error_rate_max: float = Field(0.01, gt=0, lt=1, description="5xx (and unanswered) share")
     cpu_percent_max: float = Field(80.0, gt=0, le=100)
@@ -51,19 +80,34 @@ class Params(DecisionParams):
 
 def run(params: Params, ctx: CheckContext) -> Judgement:
     from montage.core.files import atomic_write_text
+    from montage.ops.canary import baseline
     from montage.ops.canary.collect import collect
     from montage.ops.canary.judge import judge
 
-    metrics = collect(
-        ctx.repo_root,
-        baseline_ref=params.baseline_ref,
-        requests=params.requests,
-        max_duration_s=params.max_duration_s,
-        startup_timeout_s=params.startup_timeout_s,
-    )
+    if params.source == "prometheus":
+        from montage.ops.canary import prometheus
+
+        selectors = {"baseline": params.baseline_selector, "candidate": params.candidate_selector}
+        metrics = prometheus.collect(selectors, window_s=params.prom_window_s, step_s=params.prom_step_s,
+                                     templates=params.prom_queries)  # fmt: skip
+        ctx.write_json(METRICS, metrics)
+        atomic_write_text(ctx.evidence_dir / OUT, judge(metrics, params).text(metrics))
+        return rejudge(params, ctx.evidence_dir)
+    if params.baseline_code == "candidate":
+        chosen = baseline.Baseline(None, "the candidate's own tree (baseline_code: candidate)")
+    else:
+        chosen = baseline.resolve(ctx.repo_root, phase_id=ctx.phase_id, explicit=None, fallback=params.baseline_ref)
+    metrics = collect(ctx.repo_root, baseline_ref=chosen.ref, baseline_how=chosen.how, **collect_args(params))
     ctx.write_json(METRICS, metrics)
     atomic_write_text(ctx.evidence_dir / OUT, judge(metrics, params).text(metrics))
     return rejudge(params, ctx.evidence_dir)
+
+
+def collect_args(params: Params) -> dict[str, Any]:
+    """The collect() keywords that come straight from the parameters."""
+    names = ("baseline_env", "candidate_env", "requests", "jobs", "workers", "max_duration_s", "drain_s",
+             "startup_timeout_s")  # fmt: skip
+    return {n: getattr(params, n) for n in names}
 
 
 def rejudge(params: Params, evidence_dir: Path) -> Judgement:
@@ -71,7 +115,8 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
 
     expected = (
         f"canary SLOs on synthetic local load: p99 ratio <= {params.p99_ratio_max:g}, "
-        f"5xx < {params.error_rate_max:g}, ImportError == 0, CPU <= {params.cpu_percent_max:g} %, "
+        f"5xx < {params.error_rate_max:g}, ImportError == 0, job errors == 0, "
+        f"job duration ratio <= {params.job_duration_ratio_max:g}, CPU <= {params.cpu_percent_max:g} %, "
         f"MEM <= {params.mem_percent_max:g} %"
     )
     files = present(evidence_dir, [METRICS, OUT])

@@ -29,7 +29,8 @@ def test_unchanged_candidate_passes_every_slo(make_metrics: MakeMetrics) -> None
     assert result.verdict == "PASS", result.text(m)
     text = result.text(m)
     assert text.splitlines()[0] == "PASS"
-    assert len(text.splitlines()) == 7  # verdict, five SLOs, the synthetic-load note
+    assert len(text.splitlines()) == 10  # verdict, seven SLOs, the comparison, the synthetic-load note
+    assert "comparison: A/B: " in text
     assert "not production traffic" in text
 
 
@@ -69,7 +70,7 @@ def test_gauges_against_limits(make_metrics: MakeMetrics) -> None:
 def test_overall_verdicts(make_metrics: MakeMetrics) -> None:
     assert judge(make_metrics(slowdown=1.2), SLOS).verdict == "PARTIAL"
     assert judge(make_metrics(import_errors=2), SLOS).verdict == "FAIL"
-    assert judge(make_metrics(n=20, import_errors=None, cpu=None, mem=None), SLOS).verdict == "INCONCLUSIVE"
+    assert judge(make_metrics(n=20, import_errors=None, cpu=None, mem=None, jobs=0), SLOS).verdict == "INCONCLUSIVE"
 
 
 def test_rejudge_is_deterministic_and_maps_partial_to_inconclusive(make_metrics: MakeMetrics, tmp_path: Path) -> None:
@@ -95,7 +96,7 @@ def test_rejudge_of_missing_or_malformed_evidence_is_error(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("overrides", "code"),
     [({}, 0), ({"slowdown": 1.2}, 4), ({"import_errors": 1}, 1),
-     ({"n": 20, "import_errors": None, "cpu": None, "mem": None}, 3)],
+     ({"n": 20, "import_errors": None, "cpu": None, "mem": None, "jobs": 0}, 3)],
 )  # fmt: skip
 def test_evaluate_exit_codes(
     make_metrics: MakeMetrics, tmp_path: Path, overrides: dict[str, object], code: int
@@ -129,3 +130,50 @@ def test_bootstrap_ratio_of_a_quantile() -> None:
     assert p99.point == pytest.approx(2.0) and p99.low == pytest.approx(2.0) and p99.high == pytest.approx(2.0)
     with pytest.raises(ValueError, match="quantile"):
         stats.bootstrap_ratio(cand, base, quantile=1.0)
+
+
+def test_aa_canary_says_so_and_leaves_p99_undecided(make_metrics: MakeMetrics) -> None:
+    m = make_metrics(aa=True)
+    result = judge(m, SLOS)
+    text = result.text(m)
+    assert "comparison: A/A: " in text
+    latency = {r.name: r for r in result.slos}["p99_latency_ratio"]
+    assert latency.verdict is V.INCONCLUSIVE and "no change to compare" in latency.detail
+    assert result.verdict == "PARTIAL"
+    # the phase may allow an A/A canary explicitly; a flag canary (same tree, other env) is not A/A
+    assert slo(m, "p99_latency_ratio") is V.INCONCLUSIVE
+    assert judge(m, Params(resamples=500, allow_aa=True)).verdict == "PASS"
+    flag = make_metrics(aa=False)
+    flag["comparison"].update(same_tree=True, same_env=False)
+    assert judge(flag, SLOS).verdict == "PASS"
+    assert "environments differ (a flag canary)" in judge(flag, SLOS).text(flag)
+
+
+def test_tail_only_regression_fails_by_window_p99(make_metrics: MakeMetrics) -> None:
+    # 5 % of the candidate's requests 15 ms slower (p99 about +55 %), the rest unchanged
+    m = make_metrics(n=1000, tail=0.015)
+    assert slo(m, "p99_latency_ratio") is V.FAIL
+    assert slo(make_metrics(n=1000), "p99_latency_ratio") is V.PASS
+
+
+def test_windows_ignore_a_burst_in_one_window(make_metrics: MakeMetrics) -> None:
+    m = make_metrics(n=1000)
+    lat = m["sides"]["candidate"]["samples"]["latency_s"]
+    for i in range(100, 150):  # one window hit by a neighbour's burst: every request +50 ms
+        lat[i] += 0.05
+    assert slo(m, "p99_latency_ratio") is V.PASS
+
+
+def test_job_errors_and_duration(make_metrics: MakeMetrics) -> None:
+    assert slo(make_metrics(), "job_errors") is V.PASS
+    failed = ["succeeded"] * 5 + ["failed"]
+    assert slo(make_metrics(job_states=failed), "job_errors") is V.FAIL
+    # a job still queued when the baseline's twin finished counts as an error too
+    assert slo(make_metrics(job_states=["succeeded"] * 5 + ["queued"]), "job_errors") is V.FAIL
+    assert slo(make_metrics(jobs=2), "job_errors") is V.INCONCLUSIVE  # too few jobs
+    both = make_metrics(job_states=failed)
+    both["sides"]["baseline"]["jobs"][5]["state"] = "failed"
+    assert slo(both, "job_errors") is V.INCONCLUSIVE  # the baseline failed it too: not the change
+    assert slo(make_metrics(), "job_duration_ratio") is V.PASS
+    assert slo(make_metrics(job_slowdown=2.0), "job_duration_ratio") is V.FAIL
+    assert slo(make_metrics(jobs=2), "job_duration_ratio") is V.INCONCLUSIVE

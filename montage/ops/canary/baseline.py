@@ -1,0 +1,78 @@
+"""Which version the canary serves as its baseline: the deployed one.
+
+Order (issue 14 item 2):
+
+1. an explicit ref (``--baseline-ref`` on the command line): the user said what to compare with;
+2. the commit of the phase's last PASS bundle (``proofs/phase-NN/latest``): what is running;
+3. the phase file's ``baseline_ref`` (``with: {baseline_ref: ...}``), required when there is no
+   PASS bundle: without it there is nothing deployed to compare with, a usage error.
+
+A PASS bundle recorded on a dirty tree does not name the code that ran, and a commit the clone
+does not have (a shallow clone) cannot be checked out: both are usage errors naming the bundle and
+what to do, never a silent fallback to something else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from montage.core import git as core_git
+from montage.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Baseline:
+    ref: str | None  # what to check out (a commit or a ref); None: the candidate's own tree
+    how: str  # one sentence: where the choice came from
+
+
+def proofs_root(repo: Path) -> Path:
+    """``MONTAGE_OPS__BUNDLES_DIR`` (relative to the repository) or ``<repo>/proofs``: the ops CLI's rule."""
+    return repo / os.environ.get("MONTAGE_OPS__BUNDLES_DIR", "proofs")
+
+
+def deployed(repo: Path, phase_id: int, proofs: Path | None = None) -> Baseline | None:
+    """The commit of phase ``phase_id``'s last PASS bundle, or None when it has none."""
+    from montage.ops.bundle import ProofsLayout, read_manifest
+
+    latest = ProofsLayout(proofs if proofs is not None else proofs_root(repo)).latest(phase_id)
+    manifest = read_manifest(latest)
+    if manifest is None or manifest.verdict.value != "PASS":
+        return None
+    commit = manifest.git.commit
+    if manifest.git.dirty or not commit:
+        raise UsageError(
+            f"{latest}/manifest.json: phase {phase_id}'s last PASS bundle was recorded on a dirty tree "
+            f"(commit {commit or 'unknown'}, dirty {manifest.git.dirty}), so no commit names the code that ran; "
+            "re-run the phase on a clean tree, or give the baseline explicitly with --baseline-ref REF."
+        )
+    if core_git.try_git(repo, "cat-file", "-e", f"{commit}^{{commit}}") is None:
+        raise UsageError(
+            f"{latest}/manifest.json: the deployed commit {commit} (phase {phase_id}'s last PASS bundle) is not in "
+            f"the repository {repo} (a shallow clone?); fetch it (git fetch --unshallow) or give the baseline "
+            "explicitly with --baseline-ref REF."
+        )
+    return Baseline(commit, f"deployed: commit of phase {phase_id}'s last PASS bundle ({latest.name})")
+
+
+def resolve(
+    repo: Path, *, phase_id: int | None, explicit: str | None, fallback: str | None, proofs: Path | None = None
+) -> Baseline:
+    """The baseline by the order in the module docstring."""
+    if explicit:
+        return Baseline(explicit, "explicit --baseline-ref")
+    if phase_id is not None:
+        found = deployed(repo, phase_id, proofs)
+        if found is not None:
+            return found
+    if fallback:
+        if phase_id is None:
+            return Baseline(fallback, f"{fallback} (no --phase and no --baseline-ref given)")
+        return Baseline(fallback, f"baseline_ref {fallback} from the phase file (phase {phase_id} has no PASS bundle)")
+    raise UsageError(
+        f"the canary has no baseline: phase {phase_id} has no PASS bundle to take the deployed commit from, and "
+        "no baseline_ref is set; add `baseline_ref: REF` to the canary's `with:` in the phase file "
+        "(or --baseline-ref REF on the command line)."
+    )

@@ -1,0 +1,148 @@
+"""The canary's ``prometheus`` source: ``query_range`` against a fleet's Prometheus, raw series stored.
+
+``PROM_PROM_URL`` (the Prometheus base URL) and ``PROM_TOKEN`` (sent as a bearer token when set) are
+read from the environment.  Each SLO has a PromQL template with ``{selector}`` (the side's label
+matchers, set by the phase file: e.g. ``track="baseline"``) and ``{step}`` (the query step, also the
+rate window); both sides' resolved queries, the time range and the raw JSON answers are stored in
+``canary_metrics.json``, so the verdict is re-judged from the document alone, bit for bit.
+
+Judged like the local source: p99 by a seeded paired bootstrap of the median of per-step ratios of
+the two p99 series (steps present on both sides); 5xx by a Wilson interval on the pooled counts;
+ImportError exactly 0 with liveness (requests answered).  An unreachable or erroring Prometheus (401,
+500, a PromQL typo), an empty or partial series, NaN or a missing side make that SLO INCONCLUSIVE
+with the reason, never PASS.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+from montage.errors import UsageError
+
+URL_VAR = "PROM_PROM_URL"
+TOKEN_VAR = "PROM_TOKEN"
+QUERIES: dict[str, str] = {
+    "p99_latency": (
+        "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{selector}}}[{step}])))"
+    ),
+    "requests": "sum(increase(http_request_duration_seconds_count{{{selector}}}[{step}]))",
+    # no 5xx at all is no series at all: `or vector(0)` makes it 0 (liveness comes from "requests")
+    "errors_5xx": 'sum(increase(http_request_duration_seconds_count{{{selector},status=~"5.."}}[{step}])) or vector(0)',
+    "import_errors": "sum(import_errors_total{{{selector}}})",
+}  # fmt: skip
+PARTIAL_SHARE = 0.8  # fewer points than this share of the steps in the window: a partial series
+
+
+def resolve(template: str, selector: str, step_s: float) -> str:
+    """A template with the side's selector and the step filled in (a bad template is a usage error)."""
+    try:
+        return template.format(selector=selector, step=f"{step_s:g}s")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(
+            f"PromQL template {template!r}: {type(exc).__name__}: {exc}; only {{selector}} and {{step}} are "
+            "filled in (write other braces doubled)."
+        ) from None
+
+
+def query_range(base: str, token: str | None, query: str, start: float, end: float, step_s: float) -> dict[str, Any]:
+    """Prometheus's JSON answer to ``/api/v1/query_range``, or ``{"error": ...}`` naming what failed."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        params = {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"}
+        resp = httpx.get(f"{base.rstrip('/')}/api/v1/query_range", headers=headers, timeout=30, params=params)
+    except httpx.HTTPError as exc:
+        return {"error": f"Prometheus at {base} unreachable: {type(exc).__name__}: {exc}"}
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if resp.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
+        detail = body.get("error") if isinstance(body, dict) else resp.text[:200]
+        return {"error": f"Prometheus answered HTTP {resp.status_code}: {detail}"}
+    return {"data": body["data"]}
+
+
+def collect(
+    selectors: dict[str, str],
+    *,
+    window_s: float,
+    step_s: float,
+    end: float | None = None,
+    templates: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Query both sides' series over the last ``window_s`` and return the ``canary_metrics.json`` document."""
+    base = os.environ.get(URL_VAR, "")
+    if not base:
+        raise UsageError(f"the prometheus canary source needs {URL_VAR} (the Prometheus base URL) in the environment.")
+    for side in ("baseline", "candidate"):
+        if not selectors.get(side):
+            raise UsageError(f"the prometheus canary source needs a non-empty {side}_selector (label matchers).")
+    token = os.environ.get(TOKEN_VAR) or None
+    until = time.time() if end is None else end
+    start = until - window_s
+    chosen = {**QUERIES, **(templates or {})}
+    queries = {side: {slo: resolve(t, selectors[side], step_s) for slo, t in chosen.items()} for side in selectors}
+    series = {
+        side: {slo: query_range(base, token, q, start, until, step_s) for slo, q in qs.items()}
+        for side, qs in queries.items()
+    }
+    return {
+        "schema": 2,
+        "source": "prometheus",
+        "synthetic": False,
+        "note": f"series read from Prometheus at {base} (query_range)",
+        "prometheus": {
+            "url": base,
+            "start": round(start, 3),
+            "end": round(until, 3),
+            "step_s": step_s,
+            "token": "set" if token else "not set",
+        },  # fmt: skip
+        "queries": queries,
+        "series": series,
+    }
+
+
+def points(answer: dict[str, Any]) -> tuple[dict[float, float], str | None]:
+    """{timestamp: value} of the one series in ``answer``, or the reason it cannot be used."""
+    if "error" in answer:
+        return {}, str(answer["error"])
+    result = answer.get("data", {}).get("result", [])
+    if not result:
+        return {}, "empty series (no sample matched the selector)"
+    if len(result) > 1:
+        return {}, f"{len(result)} series where one was expected (aggregate the template)"
+    out: dict[float, float] = {}
+    for t, v in result[0]["values"]:
+        value = float(v)
+        if not math.isfinite(value):
+            return {}, f"non-finite value {v} at {t}"
+        out[float(t)] = value
+    return out, None
+
+
+def expected_points(metrics: dict[str, Any]) -> int:
+    prom = metrics["prometheus"]
+    return int((prom["end"] - prom["start"]) // prom["step_s"]) + 1
+
+
+def side_points(metrics: dict[str, Any], slo: str) -> tuple[dict[str, dict[float, float]], str | None]:
+    """Both sides' points of one SLO's series, or the first reason they cannot be judged."""
+    out: dict[str, dict[float, float]] = {}
+    need = math.ceil(PARTIAL_SHARE * expected_points(metrics))
+    for side in ("baseline", "candidate"):
+        answer = metrics["series"].get(side, {}).get(slo)
+        if answer is None:
+            return {}, f"no {side} series for {slo} (missing side)"
+        pts, why = points(answer)
+        if why:
+            return {}, f"{side} {slo}: {why}"
+        if slo != "import_errors" and len(pts) < need:
+            return {}, f"{side} {slo}: partial series ({len(pts)} of {expected_points(metrics)} steps)"
+        out[side] = pts
+    return out, None

@@ -1,0 +1,56 @@
+"""The canary's baseline is the deployed version: the commit of the phase's last PASS bundle."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from montage.errors import UsageError
+from montage.ops.canary import baseline
+
+from ..conftest import Repo
+
+
+def test_deployed_commit_of_the_last_pass_bundle_wins(two_phases: Repo) -> None:
+    repo = two_phases
+    repo.commit_all("phases")
+    deployed = repo.git("rev-parse", "HEAD").strip()
+    assert repo.ops("run", "0") == 0
+    repo.write("src/app.py", "def add(a, b):\n    return b + a\n")
+    repo.commit_all("a change after the deploy")
+    chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
+    assert chosen.ref == deployed and "last PASS bundle" in chosen.how
+    # an explicit --baseline-ref beats it; a phase without a bundle falls back to its baseline_ref
+    assert baseline.resolve(repo.root, phase_id=0, explicit="HEAD~1", fallback=None).ref == "HEAD~1"
+    fallback = baseline.resolve(repo.root, phase_id=1, explicit=None, fallback="HEAD")
+    assert fallback.ref == "HEAD" and "no PASS bundle" in fallback.how
+
+
+def test_without_bundle_or_baseline_ref_is_a_usage_error(two_phases: Repo) -> None:
+    with pytest.raises(UsageError, match="baseline_ref"):
+        baseline.resolve(two_phases.root, phase_id=1, explicit=None, fallback=None)
+
+
+def test_dirty_recorded_bundle_is_a_usage_error(two_phases: Repo) -> None:
+    repo = two_phases
+    repo.commit_all("phases")
+    repo.write("src/app.py", "def add(a, b):\n    return a - b\n")  # tracked and uncommitted: dirty
+    assert repo.ops("run", "0") == 0
+    with pytest.raises(UsageError, match="dirty tree"):
+        baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
+
+
+def test_deployed_commit_missing_from_a_shallow_clone_is_a_usage_error(two_phases: Repo) -> None:
+    repo = two_phases
+    repo.commit_all("phases")
+    assert repo.ops("run", "0") == 0
+    repo.write("src/app.py", "def add(a, b):\n    return 0\n")
+    repo.commit_all("after the deploy")
+    clone = repo.root.parent / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo.root}", str(clone)], check=True,
+                   timeout=60, capture_output=True)  # fmt: skip
+    with pytest.raises(UsageError, match="shallow clone"):
+        baseline.resolve(clone, phase_id=0, explicit=None, fallback="HEAD")
+    # the full repository has it: the same bundle resolves there
+    assert baseline.resolve(repo.root, phase_id=0, explicit=None, fallback=None).how.startswith("deployed")
