@@ -29,11 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from montage.core import ffmpeg as core_ffmpeg
+from montage.core import loopback, proc
 
-from montage.core import ffmpeg as core_ffmpeg  # noqa: E402
-from montage.core import loopback, proc  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent  # run with the project's venv: .venv/bin/python scripts/...
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 

@@ -61,10 +61,14 @@ LAZY_MODULES: tuple[str, ...] = (
     "montage.media.plan", "montage.media.render", "montage.media.resolve", "montage.media.timeline",
     "montage.media.video_processor", "montage.runtime.jobcgroup", "montage.runtime.memory_manager",
     "montage.runtime.reaper", "montage.workers.executor", "montage.workers.worker",
+    "montage.runtime", "montage.runtime.admission", "montage.workers.celery_engine",
 )  # fmt: skip
-# Optional: a fallback exists when they are not installed (imageio-ffmpeg: ffmpeg from PATH), so only
-# an installed one that fails to import is counted.
-OPTIONAL_MODULES: tuple[str, ...] = ("imageio_ffmpeg",)
+# Optional: a fallback exists when they are not installed (imageio-ffmpeg: ffmpeg from PATH), or they
+# belong to an extra only one engine needs (celery, redis: `pip install montage[celery]`), so only an
+# installed one that fails to import is counted.
+OPTIONAL_MODULES: tuple[str, ...] = (
+    "imageio_ffmpeg", "celery", "celery.exceptions", "redis", "prometheus_client.multiprocess",
+)  # fmt: skip
 OTIO_ADAPTERS: tuple[str, ...] = ("fcp_xml", "otio_json")  # the timeline export's (loaded by name)
 
 
