@@ -147,8 +147,7 @@ def _revert(
     out(f"rollback step {step.id}: {describe(step, commit)}")
     started = time.monotonic()
     try:
-        stdout = core_git.git(repo_root, "revert", "--no-edit", commit,
-                              timeout_s=step.timeout_s or DEFAULT_REVERT_TIMEOUT_S)  # fmt: skip
+        stdout = _revert_code(repo_root, commit, layout, step.timeout_s or DEFAULT_REVERT_TIMEOUT_S)
     except (core_git.GitError, ToolMissing) as exc:
         log.write_text(f"{exc}\n", encoding="utf-8")
         out(f"  failed: {exc}")
@@ -157,6 +156,31 @@ def _revert(
     log.write_text(stdout + "\n", encoding="utf-8")
     out(f"  ok: reverted {commit[:12]} as {core_git.git(repo_root, 'rev-parse', '--short=12', 'HEAD')}")
     return ExitCode.OK, {**entry, "exit_code": 0, "duration_s": round(time.monotonic() - started, 3)}
+
+
+def _revert_code(repo_root: Path, commit: str, layout: bundles.ProofsLayout, timeout_s: float) -> str:
+    """Revert ``commit``'s change but keep the proof record as HEAD has it.
+
+    The commit that carries a phase's change usually also carries the bundles and history lines
+    published before it (``proofs/``); a rollback undoes the code, never the evidence, and those
+    files are exactly where a plain ``git revert`` conflicts with every later bundle.  Raises
+    :class:`GitError` when something outside ``proofs/`` conflicts or nothing outside it changes.
+    """
+    try:
+        proofs = layout.root.resolve().relative_to(repo_root.resolve()).as_posix()
+    except ValueError:
+        proofs = None  # bundles kept outside the repository: nothing of theirs is in the commit
+    conflicted = core_git.try_git(repo_root, "revert", "--no-commit", commit, timeout_s=timeout_s) is None
+    if proofs is not None and core_git.try_git(repo_root, "cat-file", "-e", f"HEAD:{proofs}") is not None:
+        core_git.git(repo_root, "checkout", "HEAD", "--", proofs, timeout_s=timeout_s)
+    left = core_git.git(repo_root, "diff", "--name-only", "--diff-filter=U")
+    if left:
+        raise core_git.GitError(f"git revert {commit[:12]} conflicts outside {proofs or 'the bundles'}: {left}")
+    if conflicted and not core_git.git(repo_root, "diff", "--cached", "--name-only"):
+        raise core_git.GitError(f"git revert {commit[:12]} failed and left nothing to commit")
+    if not core_git.git(repo_root, "diff", "--cached", "--name-only"):
+        raise core_git.GitError(f"commit {commit[:12]} changes nothing outside {proofs}: there is no code to revert")
+    return core_git.git(repo_root, "commit", "--no-edit", "-q", timeout_s=timeout_s)
 
 
 def execute(

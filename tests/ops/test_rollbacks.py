@@ -132,11 +132,14 @@ def test_revert_undoes_the_commit_the_bundle_recorded_not_head(repo: Repo, capsy
     repo.commit_all("a later, unrelated commit")  # HEAD is not the phase's change
 
     code, record = _rollback(repo, 1, capsys)
-    assert code == 0, record
+    assert code == 0, json.dumps(record)[:3000]
     assert record["steps"][0]["argv"] == ["git", "revert", "--no-edit", change]  # type: ignore[index]
     assert "phase 1's change" not in (repo.root / "src" / "app.py").read_text()
     assert (repo.root / "src" / "later.py").is_file()  # HEAD's own change stays
     assert repo.git("log", "-1", "--format=%s").startswith('Revert "phase 1: the change"')
+    # the commit also carried phase 0's bundle and a history line: the code is reverted, the evidence kept
+    assert (repo.root / "proofs" / "phase-00" / "latest" / "manifest.json").is_file()
+    assert repo.git("diff", "HEAD~1", "HEAD", "--name-only").split() == ["src/app.py"]
 
 
 def test_revert_refuses_when_the_dependency_was_judged_on_the_same_commit(

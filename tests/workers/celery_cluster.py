@@ -213,7 +213,7 @@ def serve_cli(cluster: Cluster) -> Iterator[Api]:
     port = loopback.free_port()
     argv = [sys.executable, "-m", "montage", "serve", "--engine", "celery", "--port", str(port)]
     log = cluster.tmp_path / "serve.log"
-    with loopback.serving(argv, port=port, ready_path="/v1/public/ready", log=log, env=cluster.env, grace_s=20) as srv:
+    with loopback.start(argv, port=port, ready_path="/v1/public/ready", log=log, env=cluster.env, grace_s=20) as srv:
         with httpx.Client(base_url=srv.base, timeout=30) as client:
             yield Api(srv.base, client, key)
 

@@ -113,11 +113,15 @@ def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
     if metrics.get("source") == "prometheus":
         return _overall(_prometheus(metrics, slos))
     base, cand = metrics["sides"]["baseline"], metrics["sides"]["candidate"]
-    latency = _latency(base, cand, slos)
+    schema = int(metrics.get("schema", 1))
+    latency = _latency(base, cand, slos) if schema >= 2 else _latency_pooled_v1(base, cand, slos)
     if is_aa(metrics) and not slos.allow_aa:
         why = f"A/A: no change to compare (same tree, same environment); measured {latency.detail}"
         latency = SloResult(latency.name, Verdict.INCONCLUSIVE, latency.value, latency.bound, why)
-    results = [latency, _errors(cand, slos), _imports(cand, slos), *_jobs(base, cand, slos)]
+    # Schema 1 documents (before the canary rendered jobs) have no jobs to judge: their verdict had no
+    # job SLOs, so re-judging an old bundle must not turn it INCONCLUSIVE (or TAMPERED) for lack of them.
+    jobs = _jobs(base, cand, slos) if schema >= 2 else []
+    results = [latency, _errors(cand, slos), _imports(cand, slos), *jobs]
     results += [
         _gauge(cand, "cpu", "cpu_percent", slos.cpu_percent_max, slos),
         _gauge(cand, "mem", "mem_percent", slos.mem_percent_max, slos),
@@ -172,6 +176,29 @@ def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloRes
             f"{d.reason}; median over {len(wc)} windows of {slos.window} request pairs of each window's p99: "
             f"candidate {stats.median(wc) * 1000:.2f} ms, baseline {stats.median(wb) * 1000:.2f} ms"
         )
+    return SloResult("p99_latency_ratio", d.verdict, value, f"<= {slos.p99_ratio_max:g}", detail)
+
+
+def _latency_pooled_v1(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
+    """Schema 1's rule (one pooled p99 over every request pair), kept so old bundles re-judge as recorded."""
+    b, c = base["samples"], cand["samples"]
+    pairs = [
+        (cl, bl)
+        for cs, cl, bs, bl in zip(c["status"], c["latency_s"], b["status"], b["latency_s"], strict=True)
+        if cs and bs and cl > 0 and bl > 0
+    ]
+    cl, bl = [p[0] for p in pairs], [p[1] for p in pairs]
+    d = stats.judge_ratio(cl, bl, threshold=slos.p99_ratio_max, worse="higher", paired=True,
+                          confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
+                          min_samples=slos.min_samples, quantile=0.99)  # fmt: skip
+    value: Any = None
+    detail = d.reason
+    if d.interval is not None:
+        iv = d.interval
+        value = {"ratio": round(iv.point, 4), "low": round(iv.low, 4), "high": round(iv.high, 4)}
+        p99c = stats._quantile(sorted(cl), 0.99) * 1000
+        p99b = stats._quantile(sorted(bl), 0.99) * 1000
+        detail = f"{d.reason}; p99 candidate {p99c:.2f} ms, baseline {p99b:.2f} ms, {len(pairs)} pairs"
     return SloResult("p99_latency_ratio", d.verdict, value, f"<= {slos.p99_ratio_max:g}", detail)
 
 

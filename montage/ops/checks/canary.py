@@ -122,6 +122,12 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     files = present(evidence_dir, [METRICS, OUT])
     try:
         metrics = read_json(evidence_dir / METRICS)
+        if isinstance(metrics, dict) and int(metrics.get("schema", 1)) < 2:  # judged before job SLOs existed
+            expected = (
+                f"canary SLOs on synthetic local load: p99 ratio <= {params.p99_ratio_max:g}, "
+                f"5xx < {params.error_rate_max:g}, ImportError == 0, CPU <= {params.cpu_percent_max:g} %, "
+                f"MEM <= {params.mem_percent_max:g} %"
+            )
         result = judge(metrics, params)
     except EvidenceError as exc:
         return error_judgement(expected, str(exc), files)
