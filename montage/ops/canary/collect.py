@@ -301,7 +301,7 @@ def collect(
                     elapsed = time.monotonic() - started
                     if elapsed > max_duration_s:
                         break
-                    kind = traffic.kind_at(i, elapsed, submitted, jobs, max_duration_s)
+                    kind = traffic.kind_at(i, elapsed, submitted, jobs, max_duration_s, requests)
                     submitted += kind in ("submit", "upload")
                     for io in ios if i % 2 == 0 else ios[::-1]:
                         traffic.request(client, io, kind, i)

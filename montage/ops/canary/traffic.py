@@ -40,10 +40,13 @@ class Traffic:
         self.latency_s.clear()
 
 
-def kind_at(i: int, elapsed_s: float, submitted: int, jobs: int, duration_s: float) -> str:
+def kind_at(i: int, elapsed_s: float, submitted: int, jobs: int, duration_s: float, requests: int = 0) -> str:
     """Request ``i``'s kind: a job submission when the next one is due (``jobs`` spread evenly over
-    ``duration_s`` of traffic, alternating JSON and upload), else the next read of the cycle."""
-    if submitted < jobs and elapsed_s >= submitted * duration_s / jobs:
+    ``duration_s`` of traffic, or over the ``requests`` rounds when those run out first on a fast
+    machine, alternating JSON and upload), else the next read of the cycle."""
+    by_time = elapsed_s >= submitted * duration_s / jobs if jobs else False
+    by_count = requests > 0 and i >= submitted * requests / jobs if jobs else False
+    if submitted < jobs and (by_time or by_count):
         return "submit" if submitted % 2 == 0 else "upload"
     return READS[i % len(READS)]
 
