@@ -199,6 +199,7 @@ async def reaping(
         yield None
         return
     try:
+        was_subreaper = is_subreaper()
         set_subreaper(True)
     except (OSError, AttributeError) as exc:
         log.warning("zombie reaper off: PR_SET_CHILD_SUBREAPER failed (%s)", exc)
@@ -214,3 +215,6 @@ async def reaping(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         reaper.scan()
+        if not was_subreaper:  # leave the process as it was: orphans from now on go to init, which reaps them
+            with contextlib.suppress(OSError, AttributeError):
+                set_subreaper(False)

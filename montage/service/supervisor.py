@@ -29,6 +29,8 @@ def _start_ticks(pid: int) -> int | None:
     except OSError:
         return None
     fields = raw[raw.rfind(b")") + 2 :].split()
+    if fields[:1] in ([b"Z"], [b"X"]):  # a zombie has exited: only its exit status waits for a reaper
+        return None
     return int(fields[19]) if len(fields) > 19 else None
 
 

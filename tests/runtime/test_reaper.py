@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,33 @@ def test_parse_stat_handles_parentheses_and_spaces_in_comm() -> None:
     stat = parse_stat(line)
     assert stat is not None and (stat.pid, stat.state, stat.ppid, stat.start_time) == (4242, "Z", 17, 987654)
     assert parse_stat("garbage") is None
+
+
+def test_reaping_leaves_the_process_as_it_found_it(tmp_path: Path) -> None:
+    # an in-process service (a test's uvicorn thread) must not leave pytest a subreaper that never reaps
+    code = (
+        "import asyncio, pathlib\n"
+        "from montage.runtime import reaper\n"
+        "async def main():\n"
+        "    before = reaper.is_subreaper()\n"
+        f"    async with reaper.reaping(pathlib.Path({str(tmp_path / 'flags.json')!r})) as r:\n"
+        "        during = reaper.is_subreaper() and r is not None\n"
+        "    print(before, during, reaper.is_subreaper())\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["False", "True", "False"], done.stderr
+
+
+def test_a_zombie_is_not_a_live_worker() -> None:
+    from montage.service.supervisor import _start_ticks
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.05)
+        assert _start_ticks(child.pid) is None  # exited, not yet reaped: not alive
+    finally:
+        child.wait()
