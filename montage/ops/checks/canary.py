@@ -110,24 +110,25 @@ def collect_args(params: Params) -> dict[str, Any]:
     return {n: getattr(params, n) for n in names}
 
 
+def _expected(params: Params, *, jobs: bool) -> str:
+    """The SLO line a judgement records; schema-1 documents (``jobs=False``) predate the job SLOs."""
+    job_slos = f"job errors == 0, job duration ratio <= {params.job_duration_ratio_max:g}, " if jobs else ""
+    return (
+        f"canary SLOs on synthetic local load: p99 ratio <= {params.p99_ratio_max:g}, "
+        f"5xx < {params.error_rate_max:g}, ImportError == 0, {job_slos}CPU <= {params.cpu_percent_max:g} %, "
+        f"MEM <= {params.mem_percent_max:g} %"
+    )
+
+
 def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     from montage.ops.canary.judge import judge
 
-    expected = (
-        f"canary SLOs on synthetic local load: p99 ratio <= {params.p99_ratio_max:g}, "
-        f"5xx < {params.error_rate_max:g}, ImportError == 0, job errors == 0, "
-        f"job duration ratio <= {params.job_duration_ratio_max:g}, CPU <= {params.cpu_percent_max:g} %, "
-        f"MEM <= {params.mem_percent_max:g} %"
-    )
+    expected = _expected(params, jobs=True)
     files = present(evidence_dir, [METRICS, OUT])
     try:
         metrics = read_json(evidence_dir / METRICS)
         if isinstance(metrics, dict) and int(metrics.get("schema", 1)) < 2:  # judged before job SLOs existed
-            expected = (
-                f"canary SLOs on synthetic local load: p99 ratio <= {params.p99_ratio_max:g}, "
-                f"5xx < {params.error_rate_max:g}, ImportError == 0, CPU <= {params.cpu_percent_max:g} %, "
-                f"MEM <= {params.mem_percent_max:g} %"
-            )
+            expected = _expected(params, jobs=False)
         result = judge(metrics, params)
     except EvidenceError as exc:
         return error_judgement(expected, str(exc), files)
