@@ -23,9 +23,18 @@ EVIDENCE_ROOT = "evidence"
 
 
 def run_check(
-    check: GateCheck, phase_id: int, repo_root: Path, bundle_dir: Path, shared: dict[str, Any]
+    check: GateCheck,
+    phase_id: int,
+    repo_root: Path,
+    bundle_dir: Path,
+    shared: dict[str, Any],
+    *,
+    fail_fast: bool = False,
 ) -> CheckResult:
-    """Run one check; a crash or a missing tool becomes an ERROR result with its evidence kept."""
+    """Run one check; a crash or a missing tool becomes an ERROR result with its evidence kept.
+
+    ``fail_fast``: a negative control's run (montage.ops.selftest), which may stop at its first failure.
+    """
     rel_dir = f"{EVIDENCE_ROOT}/{check.id}"
     evidence_dir = bundle_dir / rel_dir
     evidence_dir.mkdir(parents=True, exist_ok=True)
@@ -38,6 +47,7 @@ def run_check(
         phase_id=phase_id,
         check_id=check.id,
         shared=shared,
+        fail_fast=fail_fast,
     )
     started = time.monotonic()
     measured = False

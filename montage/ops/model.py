@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -92,6 +93,35 @@ class RollbackStep(_Strict):
         return ["{python}", "-m", "montage", "flags", "set", self.set_flag.name, rendered]
 
 
+ControlVerdict = Literal["FAIL", "INCONCLUSIVE"]
+_FAIL: ControlVerdict = "FAIL"
+
+
+class ControlSpec(_Strict):
+    """A negative control a phase file declares for one gate entry (``phase.selftest``): a minimal real
+    change to the product, as files written into (or text appended to files of) the throwaway worktree."""
+
+    name: str = Field(pattern=ID_PATTERN, description="a kind's default control of the same name is replaced")
+    description: str = Field(min_length=1)
+    write: dict[str, str] = Field(default_factory=dict, description="path inside the repository -> its new text")
+    append: dict[str, str] = Field(default_factory=dict, description="path of an existing file -> text appended")
+    expect: list[ControlVerdict] = Field(default_factory=lambda: [_FAIL], min_length=1)
+    fast: bool = Field(False, description="cheap enough for every CI run (selftest --fast)")
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> ControlSpec:
+        if not self.write and not self.append:
+            raise ValueError(f"control {self.name!r} changes nothing; expected files under write: or append:")
+        for rel in [*self.write, *self.append]:
+            parts = PurePosixPath(rel).parts
+            if not parts or rel.startswith("/") or ".." in parts or parts[0] in (".git", "proofs"):
+                raise ValueError(
+                    f"control {self.name!r}: path {rel!r} must be relative, inside the repository, "
+                    "and outside .git/ and proofs/"
+                )
+        return self
+
+
 class GateCheck(_Strict):
     """One gate entry: a check kind and its parameters."""
 
@@ -100,6 +130,9 @@ class GateCheck(_Strict):
     critical: bool = True
     with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="the kind's parameters")
     description: str | None = None
+    controls: list[ControlSpec] = Field(
+        default_factory=list, description="negative controls added to the kind's defaults (same name: replaces it)"
+    )
 
 
 class Flag(_Strict):
@@ -147,6 +180,9 @@ class Phase(_Strict):
         for step in data["rollback"]:  # added later: absent, it must not change the hash existing bundles hold
             if step.get("revert") is None:
                 step.pop("revert", None)
+        for check in data["gate"]:  # likewise
+            if not check.get("controls"):
+                check.pop("controls", None)
         return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 

@@ -5,7 +5,13 @@ For every check of a phase's gate, each negative control its kind declares
 a throwaway worktree of HEAD (:func:`montage.core.git.temporary_worktree`) and the check is run
 there exactly as the gate runs it (same parameters: a control changes the product, never the
 check). The control must give one of the verdicts it expects (FAIL, or INCONCLUSIVE where the kind
-says that is the honest answer). The check then runs once more on an unchanged worktree of HEAD.
+says that is the honest answer). A control run may stop at its first failing test
+(``CheckContext.fail_fast``): that failure already decides FAIL, and a run without a failure is the
+whole run, so stopping early can never turn a PASS into a FAIL. The check then runs once more on an
+unchanged worktree of HEAD, unless the phase's PASS run bundle is current (same definition, same
+inputs fingerprint, not forced, not dirty, verifying): its results *are* that unchanged run, so
+they are copied with their evidence into the selftest bundle (the outcome names the bundle) and
+re-judged from there like every other run.
 
 Both results go into a *selftest bundle*: the same typed manifest (mode ``selftest``), phase.json,
 the evidence of every run and the sha256 of every file, at
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,11 +45,11 @@ from montage.core.files import canonical_json
 from montage.ops import bundle as bundles
 from montage.ops import fingerprint
 from montage.ops.checks import load_kind
-from montage.ops.checks.base import ControlNotApplicable, NegativeControl
-from montage.ops.gate import run_check
+from montage.ops.checks.base import ControlNotApplicable, NegativeControl, control_file
+from montage.ops.gate import EVIDENCE_ROOT, run_check
 from montage.ops.loader import LoadedPhase
 from montage.ops.manifest import CheckResult, GitState, Host, Inputs, Manifest, Tools
-from montage.ops.model import GateCheck
+from montage.ops.model import ControlSpec, GateCheck
 from montage.ops.verdict import Verdict
 
 SELFTEST_DIR = "selftest"
@@ -70,13 +77,75 @@ def controls_of(kind: str) -> tuple[NegativeControl, ...]:
     return tuple(getattr(load_kind(kind), "CONTROLS", ()))
 
 
+def controls_for(check: GateCheck) -> tuple[NegativeControl, ...]:
+    """The kind's default controls, then the gate entry's own (``controls:`` in the phase file); an own
+    control with a default's name replaces that default."""
+    own = {spec.name: _spec_control(spec) for spec in check.controls}
+    defaults = tuple(c for c in controls_of(check.check) if c.name not in own)
+    return defaults + tuple(own.values())
+
+
+def _spec_control(spec: ControlSpec) -> NegativeControl:
+    def apply(tree: Path, params: Any) -> str:
+        done = []
+        for rel, text in spec.write.items():
+            control_file(tree, rel, text)
+            done.append(f"{rel}: written")
+        for rel, text in spec.append.items():
+            target = tree / rel
+            if not target.is_file():
+                raise ControlNotApplicable(f"control {spec.name} appends to {rel}, which is not a file in the tree")
+            target.write_text(target.read_text(encoding="utf-8") + text, encoding="utf-8")
+            done.append(f"{rel}: appended to")
+        return "; ".join(done)
+
+    expect = tuple(Verdict(v) for v in spec.expect)
+    return NegativeControl(spec.name, spec.description, apply, expect=expect, fast=spec.fast)
+
+
+@dataclass(frozen=True)
+class RunBundle:
+    """The phase's current PASS run bundle, whose check results are the unchanged runs."""
+
+    path: Path
+    manifest: Manifest
+
+    def result(self, check_id: str) -> CheckResult | None:
+        return next((r for r in self.manifest.checks if r.id == check_id and r.measured), None)
+
+
+def reusable_run(lp: LoadedPhase, layout: bundles.ProofsLayout, repo: Path) -> RunBundle | None:
+    """The phase's latest run bundle when it is PASS, unforced, clean, current and verifies; else None."""
+    from montage.ops.status import verify_bundle  # status imports this module
+
+    bundle = layout.latest(lp.phase.id)
+    manifest = bundles.read_manifest(bundle) if bundle.is_dir() else None
+    if manifest is None or manifest.mode != "run" or manifest.verdict is not Verdict.PASS:
+        return None
+    if manifest.forced or manifest.git.dirty is not False or stale_reasons(lp, bundle, repo):
+        return None
+    if verify_bundle(bundle, lp.phase.id, "run"):
+        return None
+    return RunBundle(bundle, manifest)
+
+
+def _reuse(run: RunBundle, check: GateCheck, result_id: str, tmp: Path) -> CheckResult | None:
+    """Copy the run bundle's result of ``check`` (and its evidence) into the selftest bundle as ``result_id``."""
+    found = run.result(check.id)
+    if found is None:
+        return None
+    rel_dir = f"{EVIDENCE_ROOT}/{result_id}"
+    shutil.copytree(run.path / found.evidence_dir, tmp / rel_dir)
+    return found.model_copy(update={"id": result_id, "evidence_dir": rel_dir})
+
+
 def _run_in_worktree(
     repo: Path, check: GateCheck, result_id: str, phase_id: int, tmp: Path, apply: Callable[[Path], str] | None
 ) -> tuple[CheckResult, str]:
     with core_git.temporary_worktree(repo, "HEAD", prefix="montage-selftest-") as worktree:
         change = apply(worktree.path) if apply is not None else ""
         copy = check.model_copy(update={"id": result_id})
-        return run_check(copy, phase_id, worktree.path, tmp, {}), change
+        return run_check(copy, phase_id, worktree.path, tmp, {}, fail_fast=apply is not None), change
 
 
 def _bound(apply: Callable[[Path, Any], str], params: Any) -> Callable[[Path], str]:
@@ -87,13 +156,13 @@ def _bound(apply: Callable[[Path, Any], str], params: Any) -> Callable[[Path], s
 
 
 def _selftest_check(
-    repo: Path, check: GateCheck, phase_id: int, tmp: Path, fast: bool, out: Printer
+    repo: Path, check: GateCheck, phase_id: int, tmp: Path, fast: bool, out: Printer, run: RunBundle | None = None
 ) -> tuple[list[Outcome], list[CheckResult]]:
     kind = load_kind(check.check)
     params = kind.Params.model_validate(check.with_)
     outcomes: list[Outcome] = []
     results: list[CheckResult] = []
-    for control in controls_of(check.check):
+    for control in controls_for(check):
         base = Outcome(check.id, check.check, control.name, control.description, "", [v.value for v in control.expect],
                        None, control.fast, None, None)  # fmt: skip
         if control.built_in:
@@ -116,11 +185,17 @@ def _selftest_check(
         outcomes.append(
             dataclasses.replace(base, change=change, result_id=result_id, verdict=result.verdict.value, ok=ok)
         )
-    result, _ = _run_in_worktree(repo, check, f"{check.id}.unchanged", phase_id, tmp, None)
+    result_id = f"{check.id}.unchanged"
+    reused = _reuse(run, check, result_id, tmp) if run is not None else None
+    if reused is not None and run is not None:
+        result, where = reused, f"reused from the current PASS run bundle ({run.manifest.finished_at})"
+    else:
+        result, where = _run_in_worktree(repo, check, result_id, phase_id, tmp, None)[0], ""
     results.append(result)
-    out(f"  {check.id} [{check.check}] unchanged tree: {result.verdict.value} - {result.reason[:160]}")
-    outcomes.append(Outcome(check.id, check.check, "unchanged", "the unchanged tree (HEAD)", "", [],
-                            f"{check.id}.unchanged", True, result.verdict.value, None))  # fmt: skip
+    out(f"  {check.id} [{check.check}] unchanged tree: {result.verdict.value}"
+        f"{' (' + where + ')' if where else ''} - {result.reason[:160]}")  # fmt: skip
+    outcomes.append(Outcome(check.id, check.check, "unchanged", "the unchanged tree (HEAD)", where, [],
+                            result_id, True, result.verdict.value, None))  # fmt: skip
     return outcomes, results
 
 
@@ -204,8 +279,11 @@ def selftest_phase(
         started = bundles.utc_now()
         outcomes: list[Outcome] = []
         results: list[CheckResult] = []
+        run = reusable_run(lp, layout, repo)
+        if run is not None:
+            out(f"  the unchanged runs are the current PASS run bundle's ({run.manifest.finished_at})")
         for check in phase.gate:
-            o, r = _selftest_check(repo, check, phase.id, tmp, fast, out)
+            o, r = _selftest_check(repo, check, phase.id, tmp, fast, out, run)
             outcomes += o
             results += r
         verdict, reasons = decide(outcomes, [c.id for c in phase.gate])

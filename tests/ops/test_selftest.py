@@ -121,3 +121,91 @@ def test_the_real_scan_checks_fail_on_their_controls(tmp_path: Path) -> None:
         control, unchanged = outcomes[0], outcomes[-1]
         assert control.ok is True and control.verdict == "FAIL", control
         assert unchanged.control == "unchanged" and unchanged.verdict == "PASS", unchanged
+
+
+def test_unchanged_runs_come_from_the_current_pass_bundle_and_controls_stop_at_their_first_failure(
+    product: Repo,
+) -> None:
+    product.write("tests/test_more.py", "def test_more() -> None:\n    assert 2 * 2 == 4\n")
+    product.commit_all("two test files")
+    assert product.ops("run", "0") == 0
+    roadmap = load_roadmap(product.phases, write_index=False)
+    layout = ProofsLayout(product.proofs)
+    manifest, bundle = selftest.selftest_phase(roadmap.get(0), product.root, layout, fast=True, out=lambda _: None)
+    assert manifest.verdict.value == "PASS" and selftest.verify(bundle) == [], manifest.reasons
+    outcomes = _outcomes(bundle)
+    for check in ("tests", "no-hacks", "tool", "report"):
+        unchanged = outcomes[(check, "unchanged")]
+        assert str(unchanged["change"]).startswith("reused from the current PASS run bundle"), unchanged
+        assert (bundle / "evidence" / f"{check}.unchanged").is_dir()
+    by_id = {r.id: r for r in manifest.checks}
+    assert by_id["tests.unchanged"].value["tests"] == 2  # the run bundle's whole run
+    control = by_id["tests.control-failing-test"]
+    assert control.verdict.value == "FAIL" and control.value["tests"] == 1  # stopped at the control's test
+    argv = json.loads((bundle / control.evidence_dir / "pytest.json").read_text(encoding="utf-8"))["argv"]
+    assert "--exitfirst" in argv
+    # a run bundle that no longer verifies is not reused: the unchanged tree is run again
+    run_junit = product.proofs / "phase-00" / "latest" / "evidence" / "tests" / "junit.xml"
+    run_junit.write_text(run_junit.read_text(encoding="utf-8").replace('tests="2"', 'tests="3"'), encoding="utf-8")
+    _, again = selftest.selftest_phase(roadmap.get(0), product.root, layout, fast=True, cache=False, out=lambda _: None)
+    assert _outcomes(again)[("tests", "unchanged")]["change"] == ""
+    assert selftest.verify(again) == []
+
+
+OWN_CONTROLS_GATE = """
+gate:
+  - id: inline
+    check: command
+    with: {argv: ["{python}", "-c", "import src.app as a; print('sum', a.add(2, 2))"], output_pattern: "sum 4$"}
+    controls:
+      - name: wrong-sum
+        description: "add() subtracts"
+        append: {src/app.py: "\\n\\ndef add(a, b):\\n    return a - b\\n"}
+        fast: true
+  - id: tests
+    check: pytest
+    with: {args: ["-q", "-p", "no:cacheprovider", "tests/test_app.py::test_add"]}
+    controls:
+      - name: failing-test
+        description: "the selected test itself is broken"
+        append: {tests/test_app.py: "\\n\\ndef test_add() -> None:\\n    assert 1 + 1 == 3\\n"}
+        fast: true
+"""
+
+
+def test_a_phase_file_adds_and_overrides_controls(product: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """The blind gate's checks could not fail on their defaults; the phase file's own controls make them."""
+    product.write("src/__init__.py", "")
+    product.phase("02-own.yaml", simple_phase(2, "own", gate=OWN_CONTROLS_GATE))
+    product.commit_all("own controls")
+    assert product.ops("selftest", "2", "--fast") == 0
+    out = capsys.readouterr().out
+    assert "inline [command] control wrong-sum: FAIL (fails as it must) - src/app.py: appended to" in out
+    assert "tests [pytest] control failing-test: FAIL (fails as it must)" in out
+    bundle = selftest.latest(ProofsLayout(product.proofs), 2)
+    assert bundle is not None and selftest.verify(bundle) == []
+    outcomes = _outcomes(bundle)
+    assert [name for check, name in outcomes if check == "tests"] == ["failing-test", "unchanged"]  # replaced
+    assert outcomes[("inline", "silent")]["change"].startswith("not applicable")  # the default, still listed
+
+
+@pytest.mark.parametrize("path", ["../outside.py", "/etc/passwd", ".git/config", "proofs/phase-00/x"])
+def test_a_control_writing_outside_the_product_is_refused_at_load(
+    product: Repo, path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gate = OWN_CONTROLS_GATE.replace("src/app.py:", f"{path}:", 1)
+    product.phase("02-own.yaml", simple_phase(2, "own", gate=gate))
+    assert product.ops("status") == 2
+    err = capsys.readouterr().err
+    assert "02-own.yaml" in err and repr(path) in err and "inside the repository" in err
+
+
+def test_the_real_phase_0_command_checks_fail_on_their_own_controls(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    phase = load_roadmap(root / "phases", write_index=False).get(0).phase
+    for check in (c for c in phase.gate if c.id in ("ruff", "ruff-format", "help-import-time")):
+        outcomes, _ = selftest._selftest_check(root, check, 0, tmp_path, True, lambda line: None)
+        mine = {o.control: o for o in outcomes}
+        own = next(o for o in outcomes if o.control not in ("silent", "unchanged"))
+        assert own.ok is True and own.verdict == "FAIL", own
+        assert mine["unchanged"].verdict == "PASS", mine["unchanged"]

@@ -156,27 +156,16 @@ def windows(base: dict[str, Any], cand: dict[str, Any], size: int) -> tuple[list
 
 def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
     wc, wb = windows(base, cand, slos.window)
-    d = stats.judge_ratio(
-        wc,
-        wb,
-        threshold=slos.p99_ratio_max,
-        worse="higher",
-        paired=True,
-        confidence=slos.confidence,
-        resamples=slos.resamples,
-        seed=slos.seed,
-        min_samples=slos.min_windows,
-    )
-    value: Any = None
+    d = stats.judge_ratio(wc, wb, threshold=slos.p99_ratio_max, worse="higher", paired=True,
+                          confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
+                          min_samples=slos.min_windows)  # fmt: skip
     detail = d.reason.replace("samples", "windows", 1) + f" of {slos.window} request pairs"
     if d.interval is not None:
-        iv = d.interval
-        value = {"ratio": round(iv.point, 4), "low": round(iv.low, 4), "high": round(iv.high, 4)}
         detail = (
             f"{d.reason}; median over {len(wc)} windows of {slos.window} request pairs of each window's p99: "
             f"candidate {stats.median(wc) * 1000:.2f} ms, baseline {stats.median(wb) * 1000:.2f} ms"
         )
-    return SloResult("p99_latency_ratio", d.verdict, value, f"<= {slos.p99_ratio_max:g}", detail)
+    return _p99_slo(d, slos, detail)
 
 
 def _latency_pooled_v1(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
@@ -191,14 +180,18 @@ def _latency_pooled_v1(base: dict[str, Any], cand: dict[str, Any], slos: Params)
     d = stats.judge_ratio(cl, bl, threshold=slos.p99_ratio_max, worse="higher", paired=True,
                           confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
                           min_samples=slos.min_samples, quantile=0.99)  # fmt: skip
-    value: Any = None
     detail = d.reason
     if d.interval is not None:
-        iv = d.interval
-        value = {"ratio": round(iv.point, 4), "low": round(iv.low, 4), "high": round(iv.high, 4)}
         p99c = stats._quantile(sorted(cl), 0.99) * 1000
         p99b = stats._quantile(sorted(bl), 0.99) * 1000
         detail = f"{d.reason}; p99 candidate {p99c:.2f} ms, baseline {p99b:.2f} ms, {len(pairs)} pairs"
+    return _p99_slo(d, slos, detail)
+
+
+def _p99_slo(d: stats.Decision, slos: Params, detail: str) -> SloResult:
+    """The p99 SLO's row from a ratio decision (both rules share it)."""
+    iv = d.interval
+    value = None if iv is None else {"ratio": round(iv.point, 4), "low": round(iv.low, 4), "high": round(iv.high, 4)}
     return SloResult("p99_latency_ratio", d.verdict, value, f"<= {slos.p99_ratio_max:g}", detail)
 
 

@@ -58,7 +58,9 @@ def failing_test(tree: Path, params: Any) -> str:
     if targets:
         first = targets[0].split("::")[0]
         if (tree / first).is_dir():
-            rel = f"{first.rstrip('/')}/test{NAME}.py"
+            # in a directory of its own whose name sorts first, so a run that stops at its first
+            # failure (CheckContext.fail_fast) stops here instead of after the whole suite
+            rel = f"{first.rstrip('/')}/{NAME}/test{NAME}.py"
             control_file(tree, rel, FAILING_TEST)
             return f"{rel}: a failing test"
         path = tree / first
@@ -83,6 +85,8 @@ def untested_code(tree: Path, params: Any) -> str:
 
 def _entry_point(tree: Path, argv: list[str]) -> Path | None:
     for i, arg in enumerate(argv):
+        if arg == "-c":  # inline code: nothing in the tree to change (the phase file can add a control)
+            return None
         if arg == "-m" and i + 1 < len(argv):
             module = tree.joinpath(*argv[i + 1].split("."))
             for candidate in (module / "__main__.py", module.with_suffix(".py")):

@@ -59,6 +59,9 @@ class CheckContext:
     timeout_s: float = 1800.0
     env: Mapping[str, str] | None = None
     shared: dict[str, Any] = field(default_factory=dict)  # per-gate cache shared by kinds (e.g. AST parses)
+    # A negative control's run (phase.selftest): a kind may stop at the first failure, which already
+    # decides FAIL; a run without a failure is the whole run, so this never turns a PASS into a FAIL.
+    fail_fast: bool = False
 
     def write_text(self, name: str, text: str) -> str:
         """Write an evidence file and return its name (relative to the evidence directory)."""

@@ -106,6 +106,8 @@ def summary_text(t: dict[str, Any], exit_code: int) -> str:
 def run(params: Params, ctx: CheckContext) -> Judgement:
     junit = ctx.evidence_dir / "junit.xml"
     argv = ["{python}", "-m", "pytest", "-p", "no:cacheprovider", f"--junitxml={junit}", *params.args]
+    if ctx.fail_fast:
+        argv.insert(3, "--exitfirst")
     done = run_logged(argv, ctx.evidence_dir / "pytest_output.txt", ctx.repo_root, params.timeout_s, params.env)
     ctx.write_json("pytest.json", {"argv": done.argv, "exit_code": done.returncode, "timed_out": done.timed_out})
     try:
