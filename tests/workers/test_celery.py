@@ -1,5 +1,5 @@
 """The celery engine with real parts: redis-server, three Celery worker processes, real ffmpeg renders,
-a real SQLite file, the API over loopback HTTP."""
+a real SQLite file (and, for the core exactly-once tests, a real PostgreSQL), the API over loopback HTTP."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from montage.core import loopback
+from montage.db import migrate
+from tests.pg.conftest import pg_cluster, pg_db
 from tests.service.conftest import wait_for
 from tests.workers.celery_cluster import (
     REDIS_SERVER,
@@ -27,22 +29,38 @@ from tests.workers.celery_cluster import (
     wait_state,
 )
 
+__all__ = ["pg_cluster", "pg_db"]  # the PostgreSQL fixtures, used by db_url's postgresql case
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(REDIS_SERVER).exists(), reason="redis-server is not installed"),
 ]
 
 
+@pytest.fixture(params=["sqlite"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The job database: SQLite unless a test asks for ``postgresql`` too (parametrize indirect)."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_db_url"))
+    cluster = request.getfixturevalue("pg_cluster")
+    url = str(cluster.url(request.getfixturevalue("pg_db")))
+    migrate.upgrade(url)
+    return url
+
+
+BOTH_DATABASES = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def cluster(tmp_path: Path, sqlite_db_url: str, clip: Path) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, db_url: str, clip: Path) -> Iterator[Cluster]:
     media = tmp_path / "media"
     media.mkdir(exist_ok=True)
     shutil.copy(clip, media / "clip.mp4")
     redis = RedisServer(tmp_path / "redis").start()
     # Renders read their input at native speed (-re): a 4 s job takes about 4 s, long enough to kill it mid-way.
-    env = celery_env(tmp_path, sqlite_db_url, redis.url)
+    env = celery_env(tmp_path, db_url, redis.url)
     env["MONTAGE_SERVICE__EXECUTOR_REALTIME"] = "true"
-    c = Cluster(tmp_path, sqlite_db_url, redis, media / "clip.mp4", env)
+    c = Cluster(tmp_path, db_url, redis, media / "clip.mp4", env)
     try:
         yield c
     finally:
@@ -76,6 +94,7 @@ def served(cluster: Cluster) -> Iterator[Api]:
     yield from serve_cli(cluster)
 
 
+@BOTH_DATABASES
 def test_worker_sigkilled_mid_render_completes_exactly_once_elsewhere(cluster: Cluster, served: Api) -> None:
     api = served
     for name in ("m1", "m2", "m3"):
@@ -115,6 +134,7 @@ def test_redis_restarted_mid_run_loses_and_duplicates_nothing(cluster: Cluster, 
         _one_result(cluster, job_id)
 
 
+@BOTH_DATABASES
 def test_broker_down_at_submission_is_dispatched_when_it_returns(cluster: Cluster, api: Api) -> None:
     cluster.redis.stop()
     started = time.monotonic()
