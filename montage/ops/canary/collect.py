@@ -14,8 +14,13 @@ silently):
    the side's tree, and ``MONTAGE_ENV_FILE=`` and ``MONTAGE_SECRETS_DIR=`` (empty: no ``.env`` and no
    secrets directory is read, so a stray ``.env`` in either tree changes nothing; whether a tree has
    one is recorded under ``dotenv``);
-3. the side's ``baseline_env`` / ``candidate_env`` (``with:`` or ``--baseline-env K=V``): last, so a
-   flag canary can set anything, including the database (phase 5's primary + standby).
+3. the side's ``baseline_env`` / ``candidate_env`` (``with:`` or ``--baseline-env K=V``), so a
+   flag canary can set anything, including the database (phase 5's primary + standby);
+4. candidate only, last: when the candidate tree holds the negative controls' overlay directory
+   (:data:`montage.ops.canary.controls.OVERLAY`, written by ``phase.selftest``), it is put first on
+   the candidate's ``PYTHONPATH`` (whatever layers 2-3 set it to) and recorded under
+   ``sides.candidate.control_overlay`` with the sha256 of each of its files.  The baseline never
+   gets it, so a same-code flag canary can still be made worse on the candidate side only.
 
 Each side's effective configuration (``/v1/admin/config``, secrets masked, with every value's origin)
 is stored, so the document shows what each side actually read.  Request ``i`` of the plan goes to
@@ -221,6 +226,19 @@ def scrape(base: str) -> dict[str, Any]:
     return out
 
 
+def control_overlay(tree: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Layer 4 of the module docstring: put the candidate tree's negative-control overlay first on
+    ``env``'s ``PYTHONPATH`` and return its record ({} when the tree holds none)."""
+    from montage.ops.canary.controls import OVERLAY
+
+    path = tree / OVERLAY
+    if not path.is_dir():
+        return {}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(path), env.get("PYTHONPATH", "")) if p)
+    files = {str(f.relative_to(path)): sha256_file(f) for f in sorted(path.rglob("*")) if f.is_file()}
+    return {"dir": OVERLAY, "files": files, "pythonpath": env["PYTHONPATH"]}
+
+
 def same_tree(repo: Path, baseline_commit: str, head: str, dirty: bool) -> bool:
     """Whether the candidate's working tree is exactly the baseline commit's tree (tracked files)."""
     if dirty or not head:
@@ -280,6 +298,7 @@ def collect(
         for s in sides:
             s.work.mkdir()
             s.env_set = side_env(s.tree, s.work, workers, s.overrides)
+        overlay = control_overlay(repo, sides[1].env_set)
         docs: dict[str, dict[str, Any]] = {}
         try:
             for s in sides:
@@ -326,6 +345,7 @@ def collect(
                         "env": masked(s.env_set),
                         "env_overrides": masked(s.overrides),
                         "dotenv": _dotenv(s.tree),
+                        **({"control_overlay": overlay} if overlay and s.name == "candidate" else {}),
                         "config": s.config,
                         "scrape_before": before[s.name],
                         "scrape_after": scrape(s.base),
@@ -352,7 +372,7 @@ def collect(
                     docs[s.name]["serve_exit_code"] = rc
                     docs[s.name]["serve_log_tail"] = stderr_tail(s)
         tree_equal = baseline_ref is None or same_tree(repo, worktree.commit, head, dirty)
-    env_equal = b_env == c_env
+    env_equal = b_env == c_env and not overlay
     return {
         "schema": 2,
         "source": "local",
@@ -369,7 +389,8 @@ def collect(
         },
         "env": {
             "stripped": stripped_names(),
-            "precedence": "inherited (minus env.stripped) < canary side settings < baseline_env / candidate_env",
+            "precedence": "inherited (minus env.stripped) < canary side settings < baseline_env / candidate_env"
+            " < the candidate's control overlay (first on its PYTHONPATH)",
         },
         "config": {
             "baseline_ref": baseline_ref,

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from montage.ops.canary import controls as _controls
 from montage.ops.checks.base import (
     CheckContext,
     DecisionParams,
@@ -141,6 +142,12 @@ def rejudge(params: Params, evidence_dir: Path) -> Judgement:
     return Judgement(verdict=verdict, value=result.to_dict(), expected=expected, reason=reason, evidence=files)
 
 
-# Hook for the canary's controls (a slower candidate, a 5xx candidate, a failing optional import):
-# they change the candidate's environment, which the canary helper (montage/ops/canary/) provides.
-CONTROLS: tuple[NegativeControl, ...] = ()
+# The controls change the candidate only (its PYTHONPATH overlay, see montage.ops.canary.controls), so they
+# also fail a flag canary on the same code; the prometheus source has nothing to change (not applicable).
+CONTROLS: tuple[NegativeControl, ...] = (
+    NegativeControl("slow", "a candidate slower on every request", _controls.control("slow")),
+    NegativeControl("5xx", "a candidate answering 500 to 2 % of the requests", _controls.control("5xx")),
+    NegativeControl(
+        "broken-import", "a candidate whose lazily imported PyAV fails to import", _controls.control("broken-import")
+    ),
+)
