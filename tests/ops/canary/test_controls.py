@@ -50,6 +50,7 @@ def _canary(tmp_path: Path, control: str | None, params: kind.Params) -> tuple[d
     if control is None:
         assert overlay is None
     else:
+        assert overlay is not None, "the candidate ran without the control's overlay"
         assert overlay["files"] == {controls.FILES[control][0]: overlay["files"][controls.FILES[control][0]]}
         assert sides["candidate"]["env"]["PYTHONPATH"].split(os.pathsep)[0].endswith(controls.OVERLAY)
         assert "environments differ" in out  # never A/A, even on the same code
