@@ -139,8 +139,8 @@ async def refresh_job_metrics(ctx: object) -> None:
             snap.counts = await jobs.counts_by_state(session)
             snap.durations = await jobs.finished_durations(session)
             memory = await admission.snapshot(session)
+            snap.admitted, snap.oom_killed = await admission.totals(session)
             failed = await jobs.list_jobs(session, "failed", 1000)
-        snap.admitted, snap.oom_killed = memory.admitted_total, memory.oom_killed_total
         snap.waiting, snap.reserved_mb = len(memory.waiting), memory.reserved_mb
         snap.job_import_errors = failed_job_imports(j.error for j in failed)
         snap.db_up = True
