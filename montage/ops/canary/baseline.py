@@ -3,7 +3,10 @@
 Order (issue 14 item 2):
 
 1. an explicit ref (``--baseline-ref`` on the command line): the user said what to compare with;
-2. the commit of the phase's last PASS bundle (``proofs/phase-NN/latest``): what is running;
+2. the commit of the phase's last PASS run: what is running. "Last" is by finish time over every
+   record of a run: ``proofs/phase-NN/latest``, the bundles in ``runs/`` and the committed index
+   ``proofs/history.jsonl`` (a fresh clone has no ``runs/``). A FAIL published to ``latest/``
+   after the PASS does not change what is deployed: the failed change never shipped;
 3. the phase file's ``baseline_ref`` (``with: {baseline_ref: ...}``), required when there is no
    PASS bundle: without it there is nothing deployed to compare with, a usage error.
 
@@ -33,28 +36,56 @@ def proofs_root(repo: Path) -> Path:
     return repo / os.environ.get("MONTAGE_OPS__BUNDLES_DIR", "proofs")
 
 
-def deployed(repo: Path, phase_id: int, proofs: Path | None = None) -> Baseline | None:
-    """The commit of phase ``phase_id``'s last PASS bundle, or None when it has none."""
+@dataclass(frozen=True)
+class _PassRecord:
+    finished_at: str
+    commit: str | None
+    dirty: bool | None
+    where: str  # the file the record was read from
+    rank: int  # on equal times a bundle (full manifest) wins over a history line
+
+
+def _pass_records(root: Path, phase_id: int) -> list[_PassRecord]:
+    from montage.ops import report_history
     from montage.ops.bundle import ProofsLayout, read_manifest
 
-    latest = ProofsLayout(proofs if proofs is not None else proofs_root(repo)).latest(phase_id)
-    manifest = read_manifest(latest)
-    if manifest is None or manifest.verdict.value != "PASS":
+    layout = ProofsLayout(root)
+    runs = layout.runs(phase_id)
+    bundles = [layout.latest(phase_id)]
+    if runs.is_dir():
+        bundles += sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.name)
+    out: list[_PassRecord] = []
+    for bundle in bundles:
+        manifest = read_manifest(bundle)
+        if manifest is not None and manifest.verdict.value == "PASS":
+            out.append(_PassRecord(manifest.finished_at, manifest.git.commit, manifest.git.dirty,
+                                   f"{bundle}/manifest.json", 1))  # fmt: skip
+    for e in report_history.read(root):
+        if e.phase == phase_id and e.verdict == "PASS":
+            out.append(_PassRecord(e.date, e.commit, e.dirty, f"{root / report_history.HISTORY} ({e.bundle})", 0))
+    return out
+
+
+def deployed(repo: Path, phase_id: int, proofs: Path | None = None) -> Baseline | None:
+    """The commit of phase ``phase_id``'s last PASS run, or None when it has none."""
+    records = _pass_records(proofs if proofs is not None else proofs_root(repo), phase_id)
+    if not records:
         return None
-    commit = manifest.git.commit
-    if manifest.git.dirty or not commit:
+    last = max(records, key=lambda r: (r.finished_at, r.rank))
+    commit = last.commit
+    if last.dirty or not commit:
         raise UsageError(
-            f"{latest}/manifest.json: phase {phase_id}'s last PASS bundle was recorded on a dirty tree "
-            f"(commit {commit or 'unknown'}, dirty {manifest.git.dirty}), so no commit names the code that ran; "
+            f"{last.where}: phase {phase_id}'s last PASS run was recorded on a dirty tree "
+            f"(commit {commit or 'unknown'}, dirty {last.dirty}), so no commit names the code that ran; "
             "re-run the phase on a clean tree, or give the baseline explicitly with --baseline-ref REF."
         )
     if core_git.try_git(repo, "cat-file", "-e", f"{commit}^{{commit}}") is None:
         raise UsageError(
-            f"{latest}/manifest.json: the deployed commit {commit} (phase {phase_id}'s last PASS bundle) is not in "
+            f"{last.where}: the deployed commit {commit} (phase {phase_id}'s last PASS run) is not in "
             f"the repository {repo} (a shallow clone?); fetch it (git fetch --unshallow) or give the baseline "
             "explicitly with --baseline-ref REF."
         )
-    return Baseline(commit, f"deployed: commit of phase {phase_id}'s last PASS bundle ({latest.name})")
+    return Baseline(commit, f"deployed: commit of phase {phase_id}'s last PASS run ({last.where}, {last.finished_at})")
 
 
 def resolve(

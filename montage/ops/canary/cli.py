@@ -3,7 +3,7 @@
 ``collect [--phase N] [--baseline-ref REF] [--baseline-env K=V]... [--candidate-env K=V]...
 [--requests N] [--jobs N] [--max-duration-s S] [-o canary_metrics.json]``
     runs the local canary (synthetic loopback load, real jobs) and writes the raw samples.  The
-    baseline is ``--baseline-ref``, else the commit of phase N's last PASS bundle (``--phase``),
+    baseline is ``--baseline-ref``, else the commit of phase N's last PASS run (``--phase``),
     else ``HEAD``; ``--*-env`` (repeatable) are applied to that side after the canary's own settings.
 ``evaluate canary_metrics.json [-o evaluate_canary.out]``
     judges stored samples against the SLOs; exit 0 PASS, 4 PARTIAL, 1 FAIL, 3 INCONCLUSIVE
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     col = sub.add_parser("collect", help="serve both sides, send the same synthetic traffic, write raw samples")
     col.add_argument("--repo", type=Path, default=Path("."), help="git repository (the candidate tree)")
-    col.add_argument("--phase", type=int, default=None, help="take the baseline from this phase's last PASS bundle")
+    col.add_argument("--phase", type=int, default=None, help="take the baseline from this phase's last PASS run")
     col.add_argument("--baseline-ref", default=None, help="serve this ref as the baseline (beats --phase)")
     col.add_argument("--same-code", action="store_true",
                      help="both sides serve the working tree (a flag canary: they differ only in --*-env)")  # fmt: skip

@@ -5,7 +5,7 @@ traffic while both render the same real jobs, and judge the candidate against th
 Source ``prometheus``: ``query_range`` against ``PROM_PROM_URL`` (see
 :mod:`montage.ops.canary.prometheus`), the sides told apart by ``baseline_selector`` /
 ``candidate_selector``.  Source ``local`` (the default): baseline = the deployed version, i.e. the commit of the
-phase's last PASS bundle, else ``baseline_ref`` (then required; see
+phase's last PASS run (latest/, runs/ or proofs/history.jsonl), else ``baseline_ref`` (then required; see
 :mod:`montage.ops.canary.baseline`), checked out in a temporary git worktree; candidate = the working
 tree.  ``baseline_env`` / ``candidate_env`` are applied to each side after the canary's own settings
 (a flag canary: the same code under two configurations; see :mod:`montage.ops.canary.collect` for

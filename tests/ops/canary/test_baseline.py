@@ -20,7 +20,7 @@ def test_deployed_commit_of_the_last_pass_bundle_wins(two_phases: Repo) -> None:
     repo.write("src/app.py", "def add(a, b):\n    return b + a\n")
     repo.commit_all("a change after the deploy")
     chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
-    assert chosen.ref == deployed and "last PASS bundle" in chosen.how
+    assert chosen.ref == deployed and "last PASS run" in chosen.how
     # an explicit --baseline-ref beats it; a phase without a bundle falls back to its baseline_ref
     assert baseline.resolve(repo.root, phase_id=0, explicit="HEAD~1", fallback=None).ref == "HEAD~1"
     fallback = baseline.resolve(repo.root, phase_id=1, explicit=None, fallback="HEAD")
@@ -54,3 +54,52 @@ def test_deployed_commit_missing_from_a_shallow_clone_is_a_usage_error(two_phase
         baseline.resolve(clone, phase_id=0, explicit=None, fallback="HEAD")
     # the full repository has it: the same bundle resolves there
     assert baseline.resolve(repo.root, phase_id=0, explicit=None, fallback=None).how.startswith("deployed")
+
+
+def _fail_phase_0(repo: Repo) -> None:
+    from ..conftest import simple_phase
+
+    failing = """
+    gate:
+      - id: ok
+        check: command
+        with: {argv: ["{python}", "-c", "print('broken')"], output_pattern: "fine"}
+    """
+    repo.phase("00-first.yaml", simple_phase(0, "first", gate=failing, extra='inputs: ["src/*"]\n'))
+
+
+def test_a_fail_published_after_the_pass_keeps_the_passed_commit(two_phases: Repo) -> None:
+    """A FAIL in latest/ must not turn the canary into A/A (it once fell back to baseline_ref HEAD)."""
+    repo = two_phases
+    repo.commit_all("phases")
+    deployed = repo.git("rev-parse", "HEAD").strip()
+    assert repo.ops("run", "0") == 0
+    _fail_phase_0(repo)
+    repo.commit_all("a change that fails its gate")
+    assert repo.ops("run", "0") != 0
+    latest = (repo.root / "proofs/phase-00/latest/manifest.json").read_text()
+    assert '"verdict": "FAIL"' in latest or '"verdict":"FAIL"' in latest
+    chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
+    assert chosen.ref == deployed, chosen
+    assert "last PASS run" in chosen.how and "runs/" in chosen.how
+
+
+def test_a_fresh_clone_finds_the_passed_commit_in_the_history_index(two_phases: Repo) -> None:
+    """runs/ is git-ignored: with only latest/ (a FAIL) and history.jsonl, the PASS line names the commit."""
+    import shutil
+
+    repo = two_phases
+    repo.commit_all("phases")
+    deployed = repo.git("rev-parse", "HEAD").strip()
+    assert repo.ops("run", "0") == 0
+    _fail_phase_0(repo)
+    repo.commit_all("a change that fails its gate")
+    assert repo.ops("run", "0") != 0
+    shutil.rmtree(repo.root / "proofs/phase-00/runs")
+    chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
+    assert chosen.ref == deployed, chosen
+    assert "history.jsonl" in chosen.how
+    # without the history line there is no PASS record left: the phase file's baseline_ref, said so
+    (repo.root / "proofs/history.jsonl").unlink()
+    fallback = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
+    assert fallback.ref == "HEAD" and "no PASS bundle" in fallback.how
