@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
@@ -29,6 +29,9 @@ from montage.service.schemas import (
     WorkerBudgetOut,
     job_out,
 )
+
+if TYPE_CHECKING:
+    from montage.runtime.admission import Snapshot
 
 router = APIRouter(
     prefix="/v1/admin",
@@ -106,9 +109,12 @@ async def get_config(ctx: Context) -> ConfigOut:
 
 @router.get("/stats", response_model=Stats)
 async def get_stats(ctx: Context, session: Session) -> Stats:
+    from montage.runtime import admission
+
     c = ctx.db.counters
+    counts, snap = await admission.overview(session)  # one statement: this endpoint is polled
     return Stats(
-        jobs=await jobs.counts_by_state(session),
+        jobs=counts,
         db=DbStats(
             backend=ctx.db.backend,
             replica=ctx.db.replica is not None,
@@ -119,7 +125,7 @@ async def get_stats(ctx: Context, session: Session) -> Stats:
         ),
         memory=_memory_stats(ctx),
         engine=await _engine_stats(ctx),
-        admission=await _admission_stats(session),
+        admission=_admission_stats(snap),
     )
 
 
@@ -135,10 +141,9 @@ async def _engine_stats(ctx: Context) -> EngineStats | None:
     return EngineStats.model_validate({"engine": "celery", **broker, **counts})
 
 
-async def _admission_stats(session: Session) -> AdmissionStats:
+def _admission_stats(snap: Snapshot) -> AdmissionStats:
     from montage.runtime import admission
 
-    snap = await admission.snapshot(session)
     workers = [WorkerBudgetOut(worker_id=w.worker_id, machine=w.machine, limit_mb=w.limit_mb, reserve_mb=w.reserve_mb,
                                budget_mb=w.budget_mb, source=w.source, seen_at=w.seen_at, live=live)
                for w, live in snap.workers]  # fmt: skip

@@ -136,9 +136,8 @@ async def refresh_job_metrics(ctx: object) -> None:
         snap.memory = None
     try:
         async with ctx.db.session() as session:
-            snap.counts = await jobs.counts_by_state(session)
+            snap.counts, memory = await admission.overview(session)
             snap.durations = await jobs.finished_durations(session)
-            memory = await admission.snapshot(session)
             snap.admitted, snap.oom_killed = await admission.totals(session)
             failed = await jobs.list_jobs(session, "failed", 1000)
         snap.waiting, snap.reserved_mb = len(memory.waiting), memory.reserved_mb

@@ -10,7 +10,7 @@ import pytest
 from montage.db import migrate
 from montage.db.database import Database, make_engine
 from tests.pg.conftest import PgCluster
-from tests.runtime.test_admission import memory_settings, racing_claims
+from tests.runtime.test_admission import check_overview, memory_settings, racing_claims
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -32,3 +32,20 @@ def test_racing_claims_on_postgresql_never_reserve_more_than_the_budget(
 
     reserved = asyncio.run(go())
     assert max(reserved) == 1200 and all(r <= 1244 for r in reserved), reserved
+
+
+def test_the_single_statement_overview_on_postgresql_equals_the_separate_queries(
+    tmp_path: Path, pg_cluster: PgCluster, pg_db: str
+) -> None:
+    """The UNION ALL's casts must line up on PostgreSQL too (it refuses to match unknown-typed NULLs)."""
+    url = pg_cluster.url(pg_db)
+    migrate.upgrade(url)
+
+    async def go() -> None:
+        db = Database(make_engine(url))
+        try:
+            await check_overview(db, tmp_path)
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())

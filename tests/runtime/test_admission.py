@@ -273,3 +273,85 @@ async def test_unreadable_cgroup_files_stop_claims_without_a_crash(
     assert await Worker(db, _NeverRun(), config, adm).run(once=True) == 0
     left = await job(db, job_id)
     assert (left.state, left.attempts) == ("queued", 0)
+
+
+# --- the one-statement overview that /v1/admin/stats and /metrics read -------------------------
+
+
+async def overview_scene(db: Database, tmp_path: Path) -> None:
+    """Jobs in every interesting state and budgets on two machines, one of them stale."""
+    from datetime import timedelta
+
+    from montage.db.models import WorkerBudget, utcnow
+
+    a = Admission(memory_settings(tmp_path, limit_mb=2000, reserve_mb=256, job_estimate_mb=600), machine="m1")
+    b = Admission(memory_settings(tmp_path, limit_mb=600, reserve_mb=100, job_estimate_mb=600), machine="m 2 ü")
+    await submit(db, 5)
+    leases = [await a.claim(db, "w1", 30), await a.claim(db, "w2", 30), await b.claim(db, "w3", 30)]
+    assert all(isinstance(x, jobs.Lease) for x in leases[:2]), leases
+    assert isinstance(leases[2], Waiting)  # 600 MB does not fit in 600 - 100 MB: the head job waits, said so
+    async with db.begin() as session:
+        first = await session.get(Job, leases[0].job_id)  # type: ignore[union-attr]
+        assert first is not None
+        first.lease_expires_at = utcnow() - timedelta(seconds=5)  # running, lease expired: not "holding"
+        for worker_id in ("w1", "w2"):  # not seen for long: live only while holding an unexpired lease
+            budget = await session.get(WorkerBudget, worker_id)
+            assert budget is not None
+            budget.seen_at = utcnow() - timedelta(hours=1)
+        session.add(WorkerBudget(worker_id="stale", machine="m3", limit_mb=4000, reserve_mb=256, budget_mb=3744,
+                                 source="override", seen_at=utcnow() - timedelta(hours=2)))  # fmt: skip
+        done = await jobs.create_job(session, input_path="y", uploaded=False, duration_s=3, aspect="9:16")
+        done.state = "done"
+
+
+async def reference_overview(db: Database) -> tuple[dict[str, int], admission.Snapshot]:
+    """The same figures from separate plain ORM queries (what stats ran before the single statement)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from montage.db.models import WorkerBudget, utcnow
+
+    now = utcnow()
+    async with db.session() as session:
+        counts = await jobs.counts_by_state(session)
+        live = (await session.scalars(select(Job).where(Job.state.in_(("queued", "running"))))).all()
+        budgets = (await session.scalars(select(WorkerBudget))).all()
+    live = sorted(live, key=lambda j: j.created_at)
+    waiting = [(j.id, j.status_text or "") for j in live
+               if j.state == "queued" and (j.status_text or "").startswith(admission.WAITING_PREFIX)]  # fmt: skip
+    reserved: dict[str, int] = {}
+    for j in live:
+        if j.state == "running" and j.machine is not None:
+            reserved[j.machine] = reserved.get(j.machine, 0) + (j.reserved_mb or 0)
+    holding = {j.worker_id for j in live if j.state == "running" and j.lease_expires_at and j.lease_expires_at > now}
+    workers = [(w, w.seen_at > now - timedelta(seconds=admission.LIVE_S) or w.worker_id in holding)
+               for w in sorted(budgets, key=lambda w: w.worker_id)]  # fmt: skip
+    return counts, admission.Snapshot(waiting=waiting, reserved_mb=reserved, workers=workers)
+
+
+def comparable(found: tuple[dict[str, int], admission.Snapshot]) -> tuple[object, ...]:
+    counts, snap = found
+    workers = [(w.worker_id, w.machine, w.limit_mb, w.reserve_mb, w.budget_mb, w.source, w.seen_at, live)
+               for w, live in snap.workers]  # fmt: skip
+    return counts, snap.waiting, snap.reserved_mb, workers
+
+
+async def check_overview(db: Database, tmp_path: Path) -> None:
+    await overview_scene(db, tmp_path)
+    async with db.session() as session:
+        got = await admission.overview(session)
+    want = await reference_overview(db)
+    assert comparable(got) == comparable(want)
+    counts, snap = got
+    # the scene is not trivial: each branch of the statement contributed rows
+    assert counts["running"] == 2 and counts["queued"] == 3 and counts["done"] == 1, counts
+    assert snap.waiting and snap.reserved_mb == {"m1": 1200}, snap
+    live = {w.worker_id: live for w, live in snap.workers}
+    assert live == {"stale": False, "w1": False, "w2": True, "w3": True}, live
+    assert all(w.seen_at.tzinfo is not None for w, _ in snap.workers)
+
+
+@pytest.mark.anyio
+async def test_the_single_statement_overview_equals_the_separate_queries(tmp_path: Path, db: Database) -> None:
+    await check_overview(db, tmp_path)
