@@ -194,3 +194,37 @@ def test_plan_without_a_repository_names_no_commit() -> None:
     steps = rollback.plan(phase)
     assert steps[0]["argv"] == ["git", "revert", "--no-edit", "COMMIT"] and "refused" not in steps[0]
     assert rollback.plan(phase, Path("/nonexistent"), ProofsLayout(Path("/nonexistent/proofs")))[0]["refused"]
+
+
+def test_revert_refuses_a_phase_run_right_after_its_dependency_on_the_same_code(
+    repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Phases run back to back: phase 1 is judged on the commit that records phase 0's bundle, which
+    carries no code; reverting it would undo nothing, and phase 1 gated no change of its own."""
+    _roadmap(repo)
+    assert repo.ops("run", "0") == 0
+    repo.commit_all("proofs: phase 0 PASS bundle")  # only proofs/ changes
+    assert repo.ops("run", "1") == 0
+    repo.commit_all("proofs: phase 1 PASS bundle")
+    head = _head(repo)
+    code, record = _rollback(repo, 1, capsys)
+    assert code == 6, record
+    reason = str(record["steps"][0]["refused"])  # type: ignore[index]
+    assert "changes nothing outside the bundles" in reason, reason
+    assert _head(repo) == head  # nothing reverted
+
+
+def test_revert_refuses_when_the_code_equals_the_dependencys(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Phase 1's commit changes code, but back to what phase 0 was judged on: no change of phase 1's own."""
+    _roadmap(repo)
+    assert repo.ops("run", "0") == 0
+    original = (repo.root / "src" / "app.py").read_text()
+    repo.write("src/app.py", "def add(a, b):\n    return b + a\n")
+    repo.commit_all("a change")
+    repo.write("src/app.py", original)
+    repo.commit_all("the change undone")  # a code commit whose tree equals the one phase 0 passed
+    assert repo.ops("run", "1") == 0
+    code, record = _rollback(repo, 1, capsys)
+    assert code == 6, record
+    reason = str(record["steps"][0]["refused"])  # type: ignore[index]
+    assert "gated no change of its own" in reason, reason
