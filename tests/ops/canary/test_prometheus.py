@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from montage.core import loopback
+from montage.errors import UsageError
 from montage.ops.canary import collect as local
 from montage.ops.canary import prometheus, traffic
 from montage.ops.canary.judge import judge
@@ -21,6 +22,9 @@ from montage.ops.checks.canary import Params
 REPO = Path(__file__).resolve().parents[3]
 SLOS = Params(resamples=500, min_samples=100, min_windows=5)
 STEP_S = 4.0
+SCRAPE_S = 1.0  # the scrape interval of the tests' Prometheus (below)
+# the default "requests" template before the rate range: increase() over the step itself
+OLD_REQUESTS = 'sum(increase(http_request_duration_seconds_count{{{selector},route!="/metrics"}}[{step}]))'
 SLOW_PATCH = """    @app.middleware("http")
     async def slower(request: Request, call_next: Any) -> Response:
         import asyncio
@@ -47,9 +51,11 @@ def _slow_clone(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _sides(tmp_path: Path, candidate_tree: Path, candidate_env: dict[str, str]) -> Iterator[list[local.Side]]:
-    sides = [local.Side("baseline", REPO, tmp_path / "b", "HEAD", "", {}),
-             local.Side("candidate", candidate_tree, tmp_path / "c", "tree", "", candidate_env)]  # fmt: skip
+def _sides(tmp_path: Path, candidate_tree: Path | None, candidate_env: dict[str, str]) -> Iterator[list[local.Side]]:
+    """Both sides served (only the baseline when ``candidate_tree`` is None)."""
+    sides = [local.Side("baseline", REPO, tmp_path / "b", "HEAD", "", {})]
+    if candidate_tree is not None:
+        sides.append(local.Side("candidate", candidate_tree, tmp_path / "c", "tree", "", candidate_env))
     try:
         for s in sides:
             s.work.mkdir(parents=True)
@@ -73,7 +79,7 @@ def _prometheus(tmp_path: Path, sides: list[local.Side]) -> Iterator[str]:
         for s in sides
     )
     config = tmp_path / "prometheus.yml"
-    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n{targets}\n", encoding="utf-8")
+    config.write_text(f"global:\n  scrape_interval: {SCRAPE_S:g}s\nscrape_configs:\n{targets}\n", encoding="utf-8")
     port = loopback.free_port()
     server = loopback.start(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
@@ -128,7 +134,7 @@ def _judged(tmp_path: Path, candidate_tree: Path, monkeypatch: pytest.MonkeyPatc
         # Prometheus's own scrapes (one a second per side, about 3 % of the requests, and the slowest) are
         # in the histogram but not in the client's samples: leave them out, so both judge the same requests.
         doc = prometheus.collect({side: f'side="{side}",route!="/metrics"' for side in ("baseline", "candidate")},
-                                 window_s=time.time() - start, step_s=STEP_S)  # fmt: skip
+                                 window_s=time.time() - start, step_s=STEP_S, scrape_interval_s=SCRAPE_S)  # fmt: skip
         return doc, _local_doc(sides, same_tree=candidate_tree == REPO)
 
 
@@ -234,3 +240,52 @@ def test_empty_partial_nan_and_missing_side_are_inconclusive() -> None:
     refused = {**doc, "series": {"baseline": dict(series), "candidate": {**series, "requests": unauthorized}}}
     verdicts = {r.name: r for r in judge(refused, slos).slos}
     assert verdicts["error_rate_5xx"].verdict.value == "INCONCLUSIVE" and "401" in verdicts["error_rate_5xx"].detail
+
+
+def test_the_rate_range_and_bad_templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # range = max(step + scrape interval, 4 x scrape interval), as a PromQL duration
+    assert prometheus.rate_range(4, 1) == 5 and prometheus.rate_range(60, 15) == 75
+    assert prometheus.rate_range(10, 5) == 20  # the 4-scrape floor: 10 + 5 would leave a window 3 samples
+    assert [prometheus.duration(x) for x in (5, 75.0, 4.5, 0.25)] == ["5s", "75s", "4500ms", "250ms"]
+    q = prometheus.resolve(prometheus.QUERIES["requests"], 'track="canary"', 60, 15)
+    assert q == ('sum(rate(http_request_duration_seconds_count{track="canary",route!="/metrics"}[75s])) * 60')
+    errors = prometheus.resolve(prometheus.QUERIES["errors_5xx"], 'track="canary"', 4, 1)
+    assert errors.endswith('status=~"5.."}[5s])) * 4 or vector(0)'), errors
+    assert "[75s]" in prometheus.resolve(prometheus.QUERIES["p99_latency"], 'x="y"', 60)  # Prometheus's 15 s default
+    # a user template with the old {step} still resolves, to the step
+    assert prometheus.resolve(OLD_REQUESTS, 'x="y"', 60, 15).endswith("[60s]))")
+    # the canary's param: Prometheus's default, and a zero or negative interval refused
+    assert Params().prom_scrape_interval_s == 15.0
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="prom_scrape_interval_s"):
+            Params(prom_scrape_interval_s=bad)
+    # a typo in a placeholder, or an undoubled brace: a usage error naming the template, before any query
+    monkeypatch.setenv(prometheus.URL_VAR, f"http://127.0.0.1:{loopback.free_port()}")
+    sides = {"baseline": 'side="b"', "candidate": 'side="c"'}
+    for template in ("sum(rate(x[{rnage}]))", "sum(rate(x{job='a'}[{range}]))", "sum(rate(x[{range}])) {"):
+        with pytest.raises(UsageError, match=r"only \{selector\}, \{range\}") as info:
+            prometheus.collect(sides, window_s=60, step_s=10, templates={"requests": template})
+        assert repr(template) in str(info.value)
+
+
+def test_documents_without_the_range_judge_as_before() -> None:
+    """A document collected before ``{range}`` (rate over ``[{step}]``, no scrape interval stored) is judged
+    from its stored answers alone: the same SLO values, and its summary line is the old one."""
+    values = [[1000.0 + 10 * k, "0.01"] for k in range(7)]
+
+    def answer(value: str) -> dict[str, Any]:
+        return {"data": {"resultType": "matrix", "result": [{"metric": {}, "values": [[t, value] for t, _ in values]}]}}
+
+    series = {"p99_latency": answer("0.01"), "requests": answer("100"), "errors_5xx": answer("0"),
+              "import_errors": answer("0")}  # fmt: skip
+    old: dict[str, Any] = {"schema": 2, "source": "prometheus", "note": "series read from Prometheus at x",
+                           "queries": {}, "prometheus": {"start": 1000.0, "end": 1060.0, "step_s": 10.0},
+                           "series": {"baseline": series, "candidate": series}}  # fmt: skip
+    before = judge(old, SLOS)
+    assert before.verdict == "PASS"
+    assert before.text(old).splitlines()[-1] == (
+        "source: series read from Prometheus at x, 1000.0 to 1060.0 step 10 s"
+    )  # fmt: skip
+    new = {**old, "prometheus": {**old["prometheus"], "scrape_interval_s": 2.5, "range": "12500ms"}}
+    assert judge(new, SLOS).to_dict() == before.to_dict()  # the new fields are a record, not an input
+    assert judge(new, SLOS).text(new).splitlines()[-1].endswith("step 10 s, rate range 12500ms (scrape 2.5 s)")
