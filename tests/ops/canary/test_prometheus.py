@@ -289,3 +289,65 @@ def test_documents_without_the_range_judge_as_before() -> None:
     new = {**old, "prometheus": {**old["prometheus"], "scrape_interval_s": 2.5, "range": "12500ms"}}
     assert judge(new, SLOS).to_dict() == before.to_dict()  # the new fields are a record, not an input
     assert judge(new, SLOS).text(new).splitlines()[-1].endswith("step 10 s, rate range 12500ms (scrape 2.5 s)")
+
+
+def _count(base: str, template: str, start: float, end: float) -> float:
+    """The sum over the steps of one side's per-step series of ``template``."""
+    query = prometheus.resolve(template, 'side="baseline"', STEP_S, SCRAPE_S)
+    pts, why = prometheus.points(prometheus.query_range(base, None, query, start, end, STEP_S))
+    assert why is None, f"{query}: {why}"
+    return sum(pts.values())
+
+
+def _send(client: Any, io: traffic.Traffic, until: float) -> None:
+    """Reads (no downloads) to one side until the wall clock reaches ``until``."""
+    reads = [k for k in traffic.READS if k != "download"]
+    i = len(io.status)
+    while time.time() < until:
+        traffic.request(client, io, reads[i % len(reads)], i)
+        i += 1
+
+
+@pytest.mark.slow
+def test_per_step_counts_add_up_to_the_requests_sent(tmp_path: Path) -> None:
+    """N requests sent over six steps: the summed per-step "requests" series of the default template is N
+    (each scrape interval is in exactly one step's window).  Printed for comparison: increase() over the
+    step, which never sees the increment across a step boundary and guesses it by extrapolation, and
+    increase() over the range, which counts every request range/step = 1.25 times (asserted: the bias
+    rate * step avoids).  Then bursts around the step boundaries, the worst case for [step]: most of each
+    burst is in the scrape interval no [step] window holds (asserted: [step] misses a fifth or more)."""
+    import httpx
+
+    rate_range = prometheus.rate_range(STEP_S, SCRAPE_S)
+    templates = {"rate[range] * step": prometheus.QUERIES["requests"], "increase[step]": OLD_REQUESTS,
+                 "increase[range]": OLD_REQUESTS.replace("{step}", "{range}")}  # fmt: skip
+    figures: dict[str, dict[str, float]] = {}
+    with _sides(tmp_path, None, {}) as sides, _prometheus(tmp_path, sides) as base:
+        io = sides[0].io
+        assert io is not None
+        with httpx.Client(timeout=30) as client:
+            _send(client, io, time.time() + 1)  # every series the traffic updates exists before the windows
+            time.sleep(rate_range + 2)
+            for traffic_kind in ("steady", "bursts at the step boundaries"):
+                io.clear()
+                start = time.time()
+                if traffic_kind == "steady":
+                    time.sleep(0.5)
+                    _send(client, io, start + 6 * STEP_S)
+                else:
+                    for k in range(1, 6):
+                        time.sleep(max(0.0, start + k * STEP_S - 0.4 - time.time()))
+                        _send(client, io, start + k * STEP_S + 0.4)
+                assert io.status and 0 not in io.status, "a request went unanswered"
+                time.sleep(rate_range + STEP_S + 2)  # every request in all its windows, then quiet again
+                sent = len(io.status)
+                figures[traffic_kind] = {"sent": sent, **{name: _count(base, t, start, time.time())
+                                                          for name, t in templates.items()}}  # fmt: skip
+    for traffic_kind, f in figures.items():
+        counts = ", ".join(f"{name} {f[name]:.1f} ({f[name] / f['sent'] - 1:+.2%})" for name in templates)
+        print(f"{traffic_kind}: {f['sent']:.0f} requests sent; summed per-step counts: {counts}")
+    for f in figures.values():
+        assert abs(f["rate[range] * step"] - f["sent"]) <= 0.03 * f["sent"], figures
+        assert f["increase[range]"] > 1.15 * f["sent"], figures
+    bursts = figures["bursts at the step boundaries"]
+    assert bursts["increase[step]"] < 0.8 * bursts["sent"], figures
