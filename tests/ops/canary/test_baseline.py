@@ -81,7 +81,7 @@ def test_a_fail_published_after_the_pass_keeps_the_passed_commit(two_phases: Rep
     assert '"verdict": "FAIL"' in latest or '"verdict":"FAIL"' in latest
     chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
     assert chosen.ref == deployed, chosen
-    assert "last PASS run" in chosen.how and "runs/" in chosen.how
+    assert "last PASS run" in chosen.how and "(proofs/phase-00/runs/" in chosen.how, chosen.how  # repo-relative
 
 
 def test_a_fresh_clone_finds_the_passed_commit_in_the_history_index(two_phases: Repo) -> None:
@@ -98,7 +98,7 @@ def test_a_fresh_clone_finds_the_passed_commit_in_the_history_index(two_phases: 
     shutil.rmtree(repo.root / "proofs/phase-00/runs")
     chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
     assert chosen.ref == deployed, chosen
-    assert "history.jsonl" in chosen.how
+    assert "(proofs/history.jsonl" in chosen.how, chosen.how
     # without the history line there is no PASS record left: the phase file's baseline_ref, said so
     (repo.root / "proofs/history.jsonl").unlink()
     fallback = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
