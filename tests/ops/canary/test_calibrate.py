@@ -161,3 +161,21 @@ def test_readme_table_is_the_one_the_committed_results_give() -> None:
     assert calibrate.readme_with_table(text, calibration.read_rows(REPO / calibrate.RESULTS)) == text
     with pytest.raises(UsageError, match="needs one <!-- canary-calibration-table -->"):
         calibrate.readme_with_table("no markers", [])
+
+
+def test_a_recorded_canary_is_evaluated_as_a_user_does_and_kept_as_one_row(tmp_path: Path) -> None:
+    """The half of a calibration run after `collect`: `evaluate` (and `--allow-aa`) as child processes on
+    a committed A/A canary's samples, their verdicts checked against the in-process judgement."""
+    recorded = REPO / "proofs/phase-02/latest/evidence/canary/canary_metrics.json"
+    metrics = json.loads(recorded.read_text(encoding="utf-8"))
+    assert metrics["comparison"]["aa"], "this test needs the committed A/A canary of phase 2"
+    (tmp_path / "canary_metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    verdicts = {"as_run": calibrate._evaluate(tmp_path / "canary_metrics.json", REPO),
+                "allow_aa": calibrate._evaluate(tmp_path / "canary_metrics.json", REPO, "--allow-aa")}  # fmt: skip
+    row = calibrate.row_of(metrics, "aa", "", verdicts)
+    assert row["said"] == "A/A" and row["slos"]["p99_latency_ratio"] == "INCONCLUSIVE"
+    assert row["verdict"] == verdicts["as_run"] != "FAIL" and row["allow_aa"]["verdict"] == verdicts["allow_aa"]
+    assert row["p99_ratio"]["low"] <= row["p99_ratio"]["ratio"] <= row["p99_ratio"]["high"]
+    assert row["requests"]["candidate"] == len(metrics["sides"]["candidate"]["samples"]["status"])
+    with pytest.raises(UsageError, match="in-process"):  # a verdict the samples do not give is refused
+        calibrate.row_of(metrics, "aa", "", {**verdicts, "as_run": "FAIL"})
