@@ -56,9 +56,14 @@ def test_deployed_commit_missing_from_a_shallow_clone_is_a_usage_error(two_phase
     assert baseline.resolve(repo.root, phase_id=0, explicit=None, fallback=None).how.startswith("deployed")
 
 
-def _fail_phase_0(repo: Repo) -> None:
+def _pass_then_fail(repo: Repo) -> str:
+    """Phase 0 PASSes on one commit, then a later commit's run FAILs and is published to latest/;
+    returns the passed commit."""
     from ..conftest import simple_phase
 
+    repo.commit_all("phases")
+    deployed = repo.git("rev-parse", "HEAD").strip()
+    assert repo.ops("run", "0") == 0
     failing = """
     gate:
       - id: ok
@@ -66,17 +71,15 @@ def _fail_phase_0(repo: Repo) -> None:
         with: {argv: ["{python}", "-c", "print('broken')"], output_pattern: "fine"}
     """
     repo.phase("00-first.yaml", simple_phase(0, "first", gate=failing, extra='inputs: ["src/*"]\n'))
+    repo.commit_all("a change that fails its gate")
+    assert repo.ops("run", "0") != 0
+    return deployed
 
 
 def test_a_fail_published_after_the_pass_keeps_the_passed_commit(two_phases: Repo) -> None:
     """A FAIL in latest/ must not turn the canary into A/A (it once fell back to baseline_ref HEAD)."""
     repo = two_phases
-    repo.commit_all("phases")
-    deployed = repo.git("rev-parse", "HEAD").strip()
-    assert repo.ops("run", "0") == 0
-    _fail_phase_0(repo)
-    repo.commit_all("a change that fails its gate")
-    assert repo.ops("run", "0") != 0
+    deployed = _pass_then_fail(repo)
     latest = (repo.root / "proofs/phase-00/latest/manifest.json").read_text()
     assert '"verdict": "FAIL"' in latest or '"verdict":"FAIL"' in latest
     chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
@@ -89,12 +92,7 @@ def test_a_fresh_clone_finds_the_passed_commit_in_the_history_index(two_phases: 
     import shutil
 
     repo = two_phases
-    repo.commit_all("phases")
-    deployed = repo.git("rev-parse", "HEAD").strip()
-    assert repo.ops("run", "0") == 0
-    _fail_phase_0(repo)
-    repo.commit_all("a change that fails its gate")
-    assert repo.ops("run", "0") != 0
+    deployed = _pass_then_fail(repo)
     shutil.rmtree(repo.root / "proofs/phase-00/runs")
     chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
     assert chosen.ref == deployed, chosen
