@@ -40,6 +40,7 @@ from montage.ops.report_plots import (
     read_jsonl,
 )
 from montage.ops.rollback import plan as rollback_plan
+from montage.ops.selftest import summary as selftest_summary
 from montage.ops.status import PhaseStatus, phase_status
 
 REPORTS_DIR = "var/reports"
@@ -72,6 +73,7 @@ class PhaseView:
     commit: str
     bundle: str
     signature: str
+    selftest: str  # montage.ops.selftest.summary: self-tested when, stale, unable to fail, or not self-tested
     forced_reasons: list[str]
     reasons: list[str]
     rollback: list[str]
@@ -179,6 +181,7 @@ def phase_view(
         commit=(st.commit or "-")[:10] + ("+dirty" if st.dirty else ""),
         bundle=bundle if manifest is not None else "-",
         signature=signature_state(st) if manifest is not None else "-",
+        selftest=selftest_summary(lp, layout, root),
         forced_reasons=list(manifest.forced_reasons) if manifest is not None else [],
         reasons=list(st.reasons),
         rollback=[f"{s['id']}: {s['action']}" for s in rollback_plan(lp.phase)],

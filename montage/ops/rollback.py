@@ -8,10 +8,11 @@ step stops the rollback (exit 1; a refused ``revert``: exit 6).  ``set_flag`` ru
 ``revert: bundle_commit`` reverts the commit the phase's PASS bundle (``proofs/phase-NN/latest``)
 recorded, never "whatever HEAD is".  It refuses, naming why, when that bundle is missing, does not
 verify, is not a PASS, was forced or recorded a dirty tree; when its commit is not in this clone (a
-shallow clone) or not in HEAD's history; when it is a merge; when a dependency's PASS bundle was
-already judged on that commit or a later one (then the commit is not this phase's change: successive
-gating means a phase's change lands after its dependencies passed); or when the work tree has
-uncommitted changes.
+shallow clone) or not in HEAD's history; when it is a merge; when it changes nothing outside the
+bundles (a commit that only records earlier phases' bundles, as when phases run back to back); when
+a dependency's PASS bundle was already judged on that commit or a later one, or on a commit with the
+same code (then the commit is not this phase's change: successive gating means a phase's change
+lands after its dependencies passed); or when the work tree has uncommitted changes.
 """
 
 from __future__ import annotations
@@ -114,12 +115,25 @@ def revert_target(phase: Phase, repo_root: Path, layout: bundles.ProofsLayout) -
     parents = (core_git.try_git(repo_root, "rev-list", "--parents", "-n", "1", commit) or "").split()[1:]
     if len(parents) > 1:
         raise RevertRefused(f"commit {short} recorded by {shown} is a merge; choose its mainline and revert by hand")
+    if parents and not _code_changes(repo_root, parents[0], commit, layout):
+        raise RevertRefused(
+            f"commit {short} recorded by {shown} changes nothing outside the bundles (it records earlier phases' "
+            f"bundles), so reverting it would undo no code; the change phase {phase.id} gated landed in an earlier "
+            "commit: revert that by hand, or re-run the phase right after landing its change"
+        )
     for dep in phase.deps:
         try:
             dep_commit, dep_shown = _passed_commit(dep, repo_root, layout)
         except RevertRefused:
             continue  # without a usable dependency bundle there is nothing to compare with
-        if core_git.try_git(repo_root, "merge-base", "--is-ancestor", commit, dep_commit) is not None:
+        later = core_git.try_git(repo_root, "merge-base", "--is-ancestor", commit, dep_commit) is not None
+        if not later and not _code_changes(repo_root, dep_commit, commit, layout):
+            raise RevertRefused(
+                f"commit {short} recorded by {shown} is not phase {phase.id}'s own change: its dependency phase "
+                f"{dep} was judged on {dep_commit[:12]} ({dep_shown}) and nothing outside the bundles changed "
+                f"between the two, so phase {phase.id} gated no change of its own; revert the change by hand"
+            )
+        if later:
             same = "the same commit" if dep_commit == commit else f"{dep_commit[:12]}, a later commit"
             raise RevertRefused(
                 f"commit {short} recorded by {shown} is not phase {phase.id}'s own change: its dependency phase "
@@ -129,6 +143,21 @@ def revert_target(phase: Phase, repo_root: Path, layout: bundles.ProofsLayout) -
     if core_git.repo_state(repo_root, layout.root).dirty:
         raise RevertRefused("the work tree has uncommitted changes to tracked files; commit or stash them first")
     return commit
+
+
+def _proofs_pathspec(repo_root: Path, layout: bundles.ProofsLayout) -> list[str]:
+    """``git diff`` pathspecs for everything except the bundles (when they live in the repository)."""
+    try:
+        proofs = layout.root.resolve().relative_to(repo_root.resolve()).as_posix()
+    except ValueError:
+        return ["."]
+    return [".", f":(exclude){proofs}"]
+
+
+def _code_changes(repo_root: Path, old: str, new: str, layout: bundles.ProofsLayout) -> list[str]:
+    """Files outside the bundles that differ between commits ``old`` and ``new``."""
+    pathspec = _proofs_pathspec(repo_root, layout)
+    return core_git.git(repo_root, "diff", "--name-only", old, new, "--", *pathspec).split()
 
 
 def _revert(

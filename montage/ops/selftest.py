@@ -22,6 +22,11 @@ from its evidence with the check's own ``rejudge``, then re-derives the selftest
 * FAIL: some control did not make its check fail: that check is *unable to fail*;
 * PARTIAL: some check was not self-tested (no applicable control, or ``--fast`` left it out).
 
+Then the phase's rollback plan is rehearsed in a throwaway worktree (:mod:`montage.ops.rehearsal`):
+a step that does not act (it fails, or changes nothing it claims to change) makes the self-test
+FAIL; a step that refuses naming why (a ``revert`` with no change of the phase's own) is recorded
+and shown, and does not change the verdict.
+
 A result is cached by the phase definition's hash and the inputs' fingerprint (and the scope:
 fast or all): ``selftest`` reuses a current bundle and ``status`` shows it as stale once either
 changes, like any bundle. Steps are not run: a check that judges a step's output sees the
@@ -50,10 +55,12 @@ from montage.ops.gate import EVIDENCE_ROOT, run_check
 from montage.ops.loader import LoadedPhase
 from montage.ops.manifest import CheckResult, GitState, Host, Inputs, Manifest, Tools
 from montage.ops.model import ControlSpec, GateCheck
+from montage.ops.rehearsal import ACTED, FAILED, REFUSED, Rehearsal, rehearse
 from montage.ops.verdict import Verdict
 
 SELFTEST_DIR = "selftest"
 RECORD = "selftest.json"
+REHEARSAL_DIR = "rollback"  # the rehearsal's step logs, in the bundle
 Printer = Callable[[str], None]
 
 
@@ -199,10 +206,16 @@ def _selftest_check(
     return outcomes, results
 
 
-def decide(outcomes: list[Outcome], gate_ids: list[str]) -> tuple[Verdict, list[str]]:
-    """The selftest verdict and its reasons (see the module docstring); a pure function of the outcomes."""
+def decide(
+    outcomes: list[Outcome], gate_ids: list[str], rollback: list[Rehearsal] | None = None
+) -> tuple[Verdict, list[str]]:
+    """The selftest verdict and its reasons (see the module docstring); a pure function of the outcomes
+    and of the rollback rehearsal (None: a bundle from before rehearsals, judged without them)."""
     reasons: list[str] = []
     failed = False
+    if rollback is not None:
+        failed = any(r.result == FAILED for r in rollback)
+        reasons += [f"rollback step {r.step} does not act: {r.observed}" for r in rollback if r.result == FAILED]
     for check_id in gate_ids:
         mine = [o for o in outcomes if o.check == check_id and o.control != "unchanged"]
         for o in mine:
@@ -286,8 +299,10 @@ def selftest_phase(
             o, r = _selftest_check(repo, check, phase.id, tmp, fast, out, run)
             outcomes += o
             results += r
-        verdict, reasons = decide(outcomes, [c.id for c in phase.gate])
-        record = {"scope": "fast" if fast else "all", "outcomes": [asdict(o) for o in outcomes]}
+        rehearsals = rehearse(phase, repo, tmp / REHEARSAL_DIR, out, proofs=layout.root)
+        verdict, reasons = decide(outcomes, [c.id for c in phase.gate], rehearsals)
+        record = {"scope": "fast" if fast else "all", "outcomes": [asdict(o) for o in outcomes],
+                  "rollback": [asdict(r) for r in rehearsals]}  # fmt: skip
         (tmp / RECORD).write_text(canonical_json(record, indent=2) + "\n", encoding="utf-8")
         (tmp / "phase.json").write_text(
             canonical_json(phase.model_dump(mode="json", by_alias=True), indent=2) + "\n", encoding="utf-8"
@@ -337,7 +352,11 @@ def verify(bundle: Path) -> list[str]:
                     f"{o.result_id}: {RECORD} says {o.verdict} (ok {o.ok}), the manifest {result.verdict.value}"
                 )
         outcomes.append(o)
-    verdict, reasons = decide(outcomes, [c.id for c in phase.gate])
+    rollback = [Rehearsal(**r) for r in record["rollback"]] if "rollback" in record else None
+    for r in rollback or []:
+        if not (bundle / r.log).is_file():
+            problems.append(f"rollback step {r.step}: its log {r.log} is missing")
+    verdict, reasons = decide(outcomes, [c.id for c in phase.gate], rollback)
     if (verdict, reasons) != (manifest.verdict, manifest.reasons):
         problems.append(f"re-deciding gives {verdict.value} but manifest.json says {manifest.verdict.value}")
     return problems
@@ -356,4 +375,10 @@ def summary(lp: LoadedPhase, layout: bundles.ProofsLayout, repo: Path) -> str:
     state = "STALE " if stale else ""
     unable = [r for r in manifest.reasons if "unable to fail" in r]
     line = f"self-test {state}{manifest.verdict.value} ({scope} controls, {manifest.finished_at})"
-    return line + (f"; {len(unable)} check(s) unable to fail" if unable else "")
+    line += f"; {len(unable)} check(s) unable to fail" if unable else ""
+    rehearsed = json.loads((bundle / RECORD).read_text(encoding="utf-8")).get("rollback")
+    if rehearsed is None:
+        return line + "; rollback not rehearsed"
+    counts = {k: sum(r["result"] == k for r in rehearsed) for k in (ACTED, REFUSED, FAILED)}
+    shown = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no steps"
+    return line + f"; rollback rehearsed: {shown}"

@@ -355,8 +355,9 @@ def _overview_statement() -> CompoundSelect[Any]:
     /v1/admin/stats runs it on every request. Through aiosqlite each statement costs a few thread
     hops (about 1.5 ms), and three statements made the endpoint 40 % slower than before admission
     (phase 2's canary, 2026-12-01); one statement costs one. Every branch has the same columns,
-    typed by explicit casts so that PostgreSQL can match them: kind, key, state, text, machine,
-    n1, n2, n3, worker, at. Built once (building it took longer than running it); ``now`` is bound.
+    typed by explicit casts so that PostgreSQL can match them, and named by the first branch: kind,
+    key, state, text, machine, n1, n2, n3, worker, at (see :func:`overview`). Built once (building
+    it took longer than running it); ``now`` is bound.
     """
 
     def none(kind: TypeEngine[Any]) -> ColumnElement[Any]:
@@ -366,9 +367,11 @@ def _overview_statement() -> CompoundSelect[Any]:
         return cast(literal_column(f"'{name}'"), String(8))
 
     text_t, int_t, at_t = Text(), Integer(), UtcDateTime()
-    counts = select(kind("count"), none(text_t), cast(Job.state, Text), none(text_t), none(text_t),
-                    cast(func.count(), Integer), none(int_t), none(int_t), none(text_t),
-                    none(at_t)).group_by(Job.state)  # fmt: skip
+    # The first branch names the columns for the whole UNION (rows are read by these names).
+    counts = select(kind("count").label("kind"), none(text_t).label("key"), cast(Job.state, Text).label("state"),
+                    none(text_t).label("text"), none(text_t).label("machine"), cast(func.count(), Integer).label("n1"),
+                    none(int_t).label("n2"), none(int_t).label("n3"), none(text_t).label("worker"),
+                    none(at_t).label("at")).group_by(Job.state)  # fmt: skip
     now = bindparam("now", type_=UtcDateTime())
     leased = case((and_(Job.state == JobState.RUNNING.value, Job.lease_expires_at > now), 1), else_=0)
     live = select(kind("job"), cast(Job.id, Text), cast(Job.state, Text), Job.status_text, cast(Job.machine, Text),
@@ -381,28 +384,33 @@ def _overview_statement() -> CompoundSelect[Any]:
 
 
 async def overview(session: AsyncSession) -> tuple[dict[str, int], Snapshot]:
-    """(jobs per state, the admission snapshot) from one statement."""
+    """(jobs per state, the admission snapshot) from one statement.
+
+    Job rows carry: key = job id, text = status text, n1 = reserved MB, n2 = 1 when its lease is
+    unexpired, at = created_at. Budget rows: key = worker id, text = source, n1..n3 = limit,
+    reserve and budget MB, at = seen_at.
+    """
     now = utcnow()
     counts = {s.value: 0 for s in JobState}
     live: list[Any] = []
     workers: list[WorkerBudget] = []
     for row in (await session.execute(_overview_statement(), {"now": now})).all():
-        kind_, key, state, text_, machine, n1, n2, n3, worker, at = row
-        if kind_ == "count":
-            counts[str(state)] = int(n1)
-        elif kind_ == "job":
+        if row.kind == "count":
+            counts[str(row.state)] = int(row.n1)
+        elif row.kind == "job":
             live.append(row)
         else:
-            workers.append(WorkerBudget(worker_id=key, machine=machine, limit_mb=n1, reserve_mb=n2, budget_mb=n3,
-                                        source=text_, seen_at=at))  # fmt: skip
-    live.sort(key=lambda r: r[9])  # oldest first
+            workers.append(WorkerBudget(worker_id=row.key, machine=row.machine, limit_mb=row.n1, reserve_mb=row.n2,
+                                        budget_mb=row.n3, source=row.text, seen_at=row.at))  # fmt: skip
+    live.sort(key=lambda r: r.at)  # oldest first
     queued, running = JobState.QUEUED.value, JobState.RUNNING.value
-    waiting = [(str(r[1]), str(r[3])) for r in live if r[2] == queued and (r[3] or "").startswith(WAITING_PREFIX)]
+    waiting = [(str(r.key), str(r.text)) for r in live
+               if r.state == queued and (r.text or "").startswith(WAITING_PREFIX)]  # fmt: skip
     reserved: dict[str, int] = {}
     for r in live:
-        if r[2] == running and r[4] is not None:
-            reserved[str(r[4])] = reserved.get(str(r[4]), 0) + int(r[5] or 0)
-    holding = {r[8] for r in live if r[6]}
+        if r.state == running and r.machine is not None:
+            reserved[str(r.machine)] = reserved.get(str(r.machine), 0) + int(r.n1 or 0)
+    holding = {r.worker for r in live if r.n2}
     workers.sort(key=lambda w: w.worker_id)
     flagged = [(w, w.seen_at > now - timedelta(seconds=LIVE_S) or w.worker_id in holding) for w in workers]
     return counts, Snapshot(waiting=waiting, reserved_mb=reserved, workers=flagged)

@@ -100,9 +100,15 @@ def test_interrupt_kills_the_child_and_reraises(tmp_path: Path) -> None:
         time.sleep(0.1)
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        proc.run(["{python}", "-c", code], timeout_s=120)
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no handler: the
+    # interrupt would never arrive (seen when the test command ran as `cmd &`). Install Python's own.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            proc.run(["{python}", "-c", code], timeout_s=120)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not _alive(int(pidfile.read_text()))
 
 

@@ -159,6 +159,7 @@ def test_overview_in_chromium_shows_every_phase_as_its_bundle_and_status_say(
         st = states[pid]  # the signature as status --json judged it, independently of the page
         signature = f"SIGNED by {st['signed_by']}" if st["signature"] == "SIGNED" else st["signature"]
         assert f"signature {signature}" in card, (pid, signature, card[:300])
+        assert st["selftest"] and st["selftest"] in card, (pid, st["selftest"], card[:300])  # as status --json says
         for check in m["checks"]:
             for text in expected_figures(check):
                 if state == "TAMPERED":

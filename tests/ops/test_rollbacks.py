@@ -4,13 +4,13 @@ bundle recorded, or refuses naming why (never "whatever HEAD is")."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from montage.ops import rehearsal_observers as obs
 from montage.ops import rollback
 from montage.ops.bundle import ProofsLayout
 from montage.ops.loader import load_roadmap
@@ -22,44 +22,13 @@ REAL_PHASES = Path(__file__).resolve().parents[2] / "phases"
 ROADMAP = load_roadmap(REAL_PHASES, write_index=False)
 
 
-def _settings_source(flags_file: Path) -> str:
-    from montage.settings import load_settings
-
-    environ = {"MONTAGE_OPS__FLAGS_FILE": str(flags_file), "MONTAGE_ENV_FILE": "", "MONTAGE_SECRETS_DIR": ""}
-    return load_settings(environ=environ).source
-
-
-def _split_admin_port(flags_file: Path) -> str:
-    from montage.service.split import admin_port
-    from montage.settings import load_settings
-
-    environ = {"USE_SETTINGS_V2": "true", "MONTAGE_OPS__FLAGS_FILE": str(flags_file), "MONTAGE_ENV_FILE": "",
-               "MONTAGE_SECRETS_DIR": ""}  # fmt: skip
-    return f"admin port {admin_port(load_settings(environ=environ))}"
-
-
-def _reaper(flags_file: Path) -> str:
-    from montage.runtime.reaper import reaping
-
-    async def go() -> str:
-        async with reaping(flags_file, interval_s=60) as reaper:
-            return "reaping" if reaper is not None else "not reaping"
-
-    return asyncio.run(go())
-
-
-def _perf_session(flags_file: Path) -> str:
-    from montage.ops import sessions
-
-    return "perf disabled" if sessions.disabled_by_flag("perf", flags_file.parent.parent) else "perf enabled"
-
-
-# The component each rollback flag names, driven for real: (what it does before, what it does after).
+# The component each rollback flag names, driven for real: (what it does before, what it does after);
+# the observers are phase.selftest's rollback rehearsal's (montage/ops/rehearsal_observers.py).
 OBSERVERS: dict[str, tuple[Callable[[Path], str], str, str]] = {
-    "USE_SETTINGS_V2": (_settings_source, "settings_v2", "legacy"),
-    "API_SPLIT_ADMIN_PORT": (_split_admin_port, "admin port None", "admin port 8001"),
-    "ZOMBIE_REAPER_ENABLED": (_reaper, "reaping", "not reaping"),
-    "PERF_GUARD_ENABLED": (_perf_session, "perf enabled", "perf disabled"),
+    "USE_SETTINGS_V2": (obs.observe_settings_source, "settings loader settings_v2", "settings loader legacy"),
+    "API_SPLIT_ADMIN_PORT": (obs.observe_split_admin_port, "admin port None", "admin port 8001"),
+    "ZOMBIE_REAPER_ENABLED": (obs.observe_reaper, "reaping orphans", "not reaping"),
+    "PERF_GUARD_ENABLED": (obs.observe_perf_session, "perf session enabled", "perf session disabled"),
 }
 FLAG_ROLLBACKS = [
     (lp.phase.id, step.set_flag.name) for lp in ROADMAP.ordered() for step in lp.phase.rollback if step.set_flag
@@ -69,6 +38,7 @@ FLAG_ROLLBACKS = [
 def test_every_phase_has_a_rollback_and_every_rollback_flag_an_observer() -> None:
     assert all(lp.phase.rollback for lp in ROADMAP.ordered())
     assert {name for _, name in FLAG_ROLLBACKS} <= set(OBSERVERS), "add the component's observer above"
+    assert set(OBSERVERS) == set(obs.OBSERVERS)
     assert {lp.phase.id for lp in ROADMAP.ordered() if any(s.revert for s in lp.phase.rollback)} >= {0, 1, 2}
 
 
@@ -194,3 +164,37 @@ def test_plan_without_a_repository_names_no_commit() -> None:
     steps = rollback.plan(phase)
     assert steps[0]["argv"] == ["git", "revert", "--no-edit", "COMMIT"] and "refused" not in steps[0]
     assert rollback.plan(phase, Path("/nonexistent"), ProofsLayout(Path("/nonexistent/proofs")))[0]["refused"]
+
+
+def test_revert_refuses_a_phase_run_right_after_its_dependency_on_the_same_code(
+    repo: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Phases run back to back: phase 1 is judged on the commit that records phase 0's bundle, which
+    carries no code; reverting it would undo nothing, and phase 1 gated no change of its own."""
+    _roadmap(repo)
+    assert repo.ops("run", "0") == 0
+    repo.commit_all("proofs: phase 0 PASS bundle")  # only proofs/ changes
+    assert repo.ops("run", "1") == 0
+    repo.commit_all("proofs: phase 1 PASS bundle")
+    head = _head(repo)
+    code, record = _rollback(repo, 1, capsys)
+    assert code == 6, record
+    reason = str(record["steps"][0]["refused"])  # type: ignore[index]
+    assert "changes nothing outside the bundles" in reason, reason
+    assert _head(repo) == head  # nothing reverted
+
+
+def test_revert_refuses_when_the_code_equals_the_dependencys(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Phase 1's commit changes code, but back to what phase 0 was judged on: no change of phase 1's own."""
+    _roadmap(repo)
+    assert repo.ops("run", "0") == 0
+    original = (repo.root / "src" / "app.py").read_text()
+    repo.write("src/app.py", "def add(a, b):\n    return b + a\n")
+    repo.commit_all("a change")
+    repo.write("src/app.py", original)
+    repo.commit_all("the change undone")  # a code commit whose tree equals the one phase 0 passed
+    assert repo.ops("run", "1") == 0
+    code, record = _rollback(repo, 1, capsys)
+    assert code == 6, record
+    reason = str(record["steps"][0]["refused"])  # type: ignore[index]
+    assert "gated no change of its own" in reason, reason

@@ -164,3 +164,59 @@ def test_remove_kills_what_is_left_and_leaves_no_montage_entries() -> None:
     assert proc.returncode == -9
     assert not job.cgroup.path.exists()
     assert not (REAL.parent.path / (JOB_PREFIX + "leftover-test")).exists()
+
+
+# --- cgroupfs on fake trees: peak reset, kill, remove, children --------------------------------------
+
+
+def test_reset_peak_writes_v1_counter_and_refuses_v2(tmp_path: Path) -> None:
+    v1 = Cgroup(tmp_path / "v1", 1)
+    v1.path.mkdir()
+    (v1.path / "memory.max_usage_in_bytes").write_text(f"{300 * MIB}\n")
+    assert cgroupfs.reset_peak(v1) is True
+    assert (v1.path / "memory.max_usage_in_bytes").read_text() == "0"
+    assert cgroupfs.reset_peak(Cgroup(tmp_path / "v2", 2)) is False  # v2 has no writable peak
+    assert cgroupfs.reset_peak(Cgroup(tmp_path / "gone", 1)) is False  # an unwritable counter: no reset, no crash
+
+
+def test_kill_all_signals_every_member_or_uses_cgroup_kill(tmp_path: Path) -> None:
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        v1 = Cgroup(tmp_path / "v1", 1)
+        v1.path.mkdir()
+        (v1.path / "cgroup.procs").write_text(f"{child.pid}\n")
+        assert cgroupfs.kill_all(v1) == 1
+        assert child.wait(timeout=30) == -9  # SIGKILLed for real
+        v2 = Cgroup(tmp_path / "v2", 2)
+        v2.path.mkdir()
+        (v2.path / "cgroup.procs").write_text("4242\n")
+        (v2.path / "cgroup.kill").write_text("0")
+        assert cgroupfs.kill_all(v2) == 1 and (v2.path / "cgroup.kill").read_text() == "1"  # the kernel kills
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+
+
+def test_remove_takes_children_first_and_says_why_a_busy_one_stays(tmp_path: Path) -> None:
+    tree = Cgroup(tmp_path / "job", 1)
+    (tree.path / "a" / "deeper").mkdir(parents=True)
+    (tree.path / "b").mkdir()
+    assert cgroupfs.remove(tree, attempts=2, delay_s=0) is None
+    assert not tree.path.exists()
+    busy = Cgroup(tmp_path / "busy", 1)
+    (busy.path / "inner").mkdir(parents=True)
+    (busy.path / "inner" / "stray").write_text("x")  # rmdir keeps failing with ENOTEMPTY, like a busy cgroup
+    why = cgroupfs.remove(busy, attempts=2, delay_s=0)
+    assert why is not None and "busy: still busy after 2 attempts" in why, why  # the cgroup asked for
+    assert cgroupfs.remove(Cgroup(tmp_path / "never-made", 1)) is None  # already gone is gone
+
+
+def test_children_lists_only_the_prefix_in_order(tmp_path: Path) -> None:
+    parent = Cgroup(tmp_path, 2)
+    for name in ("montage-job-b", "montage-job-a", "other", "montage-job-c.txt"):
+        (tmp_path / name).mkdir() if not name.endswith(".txt") else (tmp_path / name).write_text("")
+    assert [c.path.name for c in cgroupfs.children(parent, "montage-job-")] == ["montage-job-a", "montage-job-b"]
+    assert all(c.version == 2 for c in cgroupfs.children(parent, "montage-job-"))
+    assert cgroupfs.children(Cgroup(tmp_path / "missing", 2), "x") == []

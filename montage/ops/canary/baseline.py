@@ -45,7 +45,15 @@ class _PassRecord:
     rank: int  # on equal times a bundle (full manifest) wins over a history line
 
 
-def _pass_records(root: Path, phase_id: int) -> list[_PassRecord]:
+def _shown(path: Path, repo: Path) -> str:
+    """``path`` relative to the repository when it is inside it (as bundles name files), else as given."""
+    try:
+        return path.resolve().relative_to(repo.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _pass_records(root: Path, phase_id: int, repo: Path) -> list[_PassRecord]:
     from montage.ops import report_history
     from montage.ops.bundle import ProofsLayout, read_manifest
 
@@ -59,16 +67,17 @@ def _pass_records(root: Path, phase_id: int) -> list[_PassRecord]:
         manifest = read_manifest(bundle)
         if manifest is not None and manifest.verdict.value == "PASS":
             out.append(_PassRecord(manifest.finished_at, manifest.git.commit, manifest.git.dirty,
-                                   f"{bundle}/manifest.json", 1))  # fmt: skip
+                                   f"{_shown(bundle, repo)}/manifest.json", 1))  # fmt: skip
+    index = _shown(root / report_history.HISTORY, repo)
     for e in report_history.read(root):
         if e.phase == phase_id and e.verdict == "PASS":
-            out.append(_PassRecord(e.date, e.commit, e.dirty, f"{root / report_history.HISTORY} ({e.bundle})", 0))
+            out.append(_PassRecord(e.date, e.commit, e.dirty, f"{index} ({e.bundle})", 0))
     return out
 
 
 def deployed(repo: Path, phase_id: int, proofs: Path | None = None) -> Baseline | None:
     """The commit of phase ``phase_id``'s last PASS run, or None when it has none."""
-    records = _pass_records(proofs if proofs is not None else proofs_root(repo), phase_id)
+    records = _pass_records(proofs if proofs is not None else proofs_root(repo), phase_id, repo)
     if not records:
         return None
     last = max(records, key=lambda r: (r.finished_at, r.rank))

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     col.add_argument("--source", choices=("local", "prometheus"), default="local")
     col.add_argument("--window", default="2h", help="prometheus: the window read (90s, 30m, 2h)")
     col.add_argument("--step", default="60s", help="prometheus: the query step")
+    col.add_argument("--scrape-interval", default="15s",
+                     help="prometheus: the series' scrape interval (rate range: max(step + it, 4 x it))")  # fmt: skip
     col.add_argument("--baseline-selector", default="", help='prometheus: e.g. track="baseline"')
     col.add_argument("--candidate-selector", default="", help='prometheus: e.g. track="canary"')
     col.add_argument("--requests", type=int, default=d.requests)
@@ -99,7 +101,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
         selectors = {"baseline": args.baseline_selector, "candidate": args.candidate_selector}
         doc = prometheus.collect(selectors, window_s=seconds(args.window, "--window"),
-                                 step_s=seconds(args.step, "--step"))  # fmt: skip
+                                 step_s=seconds(args.step, "--step"),
+                                 scrape_interval_s=seconds(args.scrape_interval, "--scrape-interval"))  # fmt: skip
         atomic_write_text(args.output, json.dumps(doc, sort_keys=True, indent=2) + "\n")
         print(f"{args.output}: {doc['note']}")
         return 0

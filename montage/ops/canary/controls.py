@@ -19,6 +19,11 @@ directory) and a same-code baseline is given no overlay.
 * ``broken-import``: a shadow ``av`` module (PyAV, imported lazily by the render path) whose import
   raises ImportError, which the ``montage serve`` start-up import probe counts.
 
+:data:`CALIBRATION` holds the sizes ``scripts/calibrate_canary.py`` measures the canary with (issue
+14's +30 % p99 as a shift of every request and as a tail-only shift, 2 % 5xx, the failing import),
+built by the same :func:`held_patch` / :func:`five_xx_patch` as the controls above, whose defaults
+phase.selftest keeps.
+
 The prometheus source reads a fleet's series: there is nothing here to change, so every control is
 :class:`~montage.ops.checks.base.ControlNotApplicable` there.
 """
@@ -50,29 +55,44 @@ async def _control(self, scope, receive, send):  # type: ignore[no-untyped-def]
 Starlette.__call__ = _control  # type: ignore[method-assign]
 '''
 
-SLOW = _PATCH.format(
-    name="slow",
-    state=f"import asyncio\nimport time\n\nDELAY_S = {SLOW_DELAY_S!r}\nFACTOR = {SLOW_FACTOR!r}\n",
-    body=(
-        '    if scope["type"] == "http":\n'
+
+def held_patch(name: str, delay_s: float, factor: float, *, share: float = 1.0) -> str:
+    """A ``sitecustomize.py`` that holds HTTP responses ``delay_s`` plus ``factor`` of the request's own
+    handling time before sending them: every response, or (``share`` < 1) a seeded random ``share``
+    of them (:data:`EXEMPT_PATHS` excepted, so only the traffic is drawn from): a tail-only shift."""
+    state = f"import asyncio\nimport time\n\nDELAY_S = {delay_s!r}\nFACTOR = {factor!r}\n"
+    when = 'scope["type"] == "http"'
+    if share < 1.0:
+        state = f"import random\n{state}SHARE = {share!r}\nEXEMPT = {EXEMPT_PATHS!r}\n_draw = random.Random(0).random\n"
+        when += ' and scope["path"] not in EXEMPT and _draw() < SHARE'
+    body = (
+        f"    if {when}:\n"
         "        started, inner = time.perf_counter(), send\n\n"
         "        async def send(message):  # type: ignore[no-untyped-def]\n"
         '            if message["type"] == "http.response.start":\n'
         "                await asyncio.sleep(DELAY_S + FACTOR * (time.perf_counter() - started))\n"
         "            await inner(message)\n\n"
-    ),
-)
-FIVE_XX = _PATCH.format(
-    name="5xx",
-    state=f"import itertools\n\nEVERY = {FAIL_EVERY}\nEXEMPT = {EXEMPT_PATHS!r}\n_count = itertools.count(1)\n",
-    body=(
-        '    if scope["type"] == "http" and scope["path"] not in EXEMPT and next(_count) % EVERY == 0:\n'
-        '        await send({"type": "http.response.start", "status": 500,\n'
-        '                    "headers": [(b"content-type", b"text/plain")]})\n'
-        '        await send({"type": "http.response.body", "body": b"negative control: 500"})\n'
-        "        return\n"
-    ),
-)
+    )
+    return _PATCH.format(name=name, state=state, body=body)
+
+
+def five_xx_patch(name: str, every: int) -> str:
+    """A ``sitecustomize.py`` that answers 500 to every ``every``-th request (:data:`EXEMPT_PATHS` excepted)."""
+    return _PATCH.format(
+        name=name,
+        state=f"import itertools\n\nEVERY = {every}\nEXEMPT = {EXEMPT_PATHS!r}\n_count = itertools.count(1)\n",
+        body=(
+            '    if scope["type"] == "http" and scope["path"] not in EXEMPT and next(_count) % EVERY == 0:\n'
+            '        await send({"type": "http.response.start", "status": 500,\n'
+            '                    "headers": [(b"content-type", b"text/plain")]})\n'
+            '        await send({"type": "http.response.body", "body": b"negative control: 500"})\n'
+            "        return\n"
+        ),
+    )
+
+
+SLOW = held_patch("slow", SLOW_DELAY_S, SLOW_FACTOR)
+FIVE_XX = five_xx_patch("5xx", FAIL_EVERY)
 BROKEN_IMPORT = '"""Negative control (phase.selftest, canary broken-import): shadows PyAV."""\n\n' + (
     'raise ImportError("negative control: a broken PyAV build")\n'
 )
@@ -88,6 +108,21 @@ WHAT = {
     "broken-import": "the candidate's lazily imported PyAV (av) fails to import",
 }
 
+# Sizes the calibration needs (scripts/calibrate_canary.py, montage/ops/canary/calibrate.py): the issue's
+# +30 % p99 (a shift of every request, and a tail-only shift) and 2 % 5xx.  phase.selftest keeps FILES.
+SHIFT_FACTOR = 0.3  # every response held 30 % of its own handling time: every latency, so the p99, x ~1.3
+TAIL_SHARE, TAIL_FACTOR = 0.05, 1.5  # 5 % of the responses held 1.5x their handling time (those x ~2.5)
+CALIBRATION_EVERY = 50  # 2 %
+CALIBRATION = {
+    "p99-shift": ("sitecustomize.py", held_patch("p99-shift", 0.0, SHIFT_FACTOR),
+                  f"the candidate holds every response {SHIFT_FACTOR:.0%} of its handling time"),
+    "p99-tail": ("sitecustomize.py", held_patch("p99-tail", 0.0, TAIL_FACTOR, share=TAIL_SHARE),
+                 f"the candidate holds a random {TAIL_SHARE:.0%} of responses {TAIL_FACTOR:g}x their handling time"),
+    "5xx-2pct": ("sitecustomize.py", five_xx_patch("5xx-2pct", CALIBRATION_EVERY),
+                 f"the candidate answers 500 to every {CALIBRATION_EVERY}th request ({100 / CALIBRATION_EVERY:g} %)"),
+    "broken-import": (*FILES["broken-import"], WHAT["broken-import"]),
+}  # fmt: skip
+
 
 def overlay_dir(tree: Path) -> Path:
     return tree / OVERLAY
@@ -100,9 +135,15 @@ def apply(tree: Path, params: Any, name: str) -> str:
             f"source {params.source}: the canary reads a fleet's series, and there is nothing on the fleet to "
             "change from here (deploy a degraded candidate behind candidate_selector to self-test it)"
         )
-    rel, text = FILES[name]
+    return write(tree, name)
+
+
+def write(tree: Path, name: str) -> str:
+    """Write control ``name`` (of :data:`FILES` or :data:`CALIBRATION`) into ``tree``'s candidate
+    overlay and say what changed."""
+    rel, text, what = (*FILES[name], WHAT[name]) if name in FILES else CALIBRATION[name]
     control_file(tree, f"{OVERLAY}/{rel}", text)
-    return f"{OVERLAY}/{rel} (first on the candidate's PYTHONPATH only): {WHAT[name]}"
+    return f"{OVERLAY}/{rel} (first on the candidate's PYTHONPATH only): {what}"
 
 
 def control(name: str) -> Any:

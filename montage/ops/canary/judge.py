@@ -71,7 +71,11 @@ class CanaryVerdict:
         lines = [self.verdict, *(r.line() for r in self.slos)]
         if metrics.get("source") == "prometheus":
             prom = metrics["prometheus"]
-            lines.append(f"source: {metrics['note']}, {prom['start']} to {prom['end']} step {prom['step_s']:g} s")
+            # documents before the rate range (rate over [step]) have no range and keep their old line
+            ranged = f", rate range {prom['range']} (scrape {prom['scrape_interval_s']:g} s)" if "range" in prom else ""
+            lines.append(
+                f"source: {metrics['note']}, {prom['start']} to {prom['end']} step {prom['step_s']:g} s{ranged}"
+            )
             return "\n".join(lines) + "\n"
         sent = {s: len(metrics["sides"][s]["samples"]["status"]) for s in ("baseline", "candidate")}
         lines.append(comparison_line(metrics))

@@ -2,15 +2,41 @@
 
 ``PROM_PROM_URL`` (the Prometheus base URL) and ``PROM_TOKEN`` (sent as a bearer token when set) are
 read from the environment.  Each SLO has a PromQL template with ``{selector}`` (the side's label
-matchers, set by the phase file: e.g. ``track="baseline"``) and ``{step}`` (the query step, also the
-rate window); both sides' resolved queries, the time range and the raw JSON answers are stored in
-``canary_metrics.json``, so the verdict is re-judged from the document alone, bit for bit.
+matchers, set by the phase file: e.g. ``track="baseline"``), ``{range}`` (the range of ``rate()``, see
+below), ``{step_s}`` (the query step in seconds, a number) and ``{step}`` (the step as a duration: the
+old rate window, still filled in for user templates); both sides' resolved queries,
+the time range, the step, the scrape interval, the resolved range and the raw JSON answers are stored
+in ``canary_metrics.json``, so the verdict is re-judged from the document alone, bit for bit.
+
+The range.  ``{range}`` = max(step + scrape interval, 4 x scrape interval) (Grafana's
+``$__rate_interval``; the scrape interval is the ``prom_scrape_interval_s`` param, 15 s by default as in
+Prometheus).  A range equal to the step holds ``step / scrape`` samples, so the increase between the
+last sample before a step boundary and the first one after it is in no step's window: Prometheus
+guesses it by extrapolating the others (right only for a constant rate), and with a scrape interval
+close to the step a window holds one sample and has no value at all.  With range = step + scrape
+interval and regular scrapes, step k's window [t_k - step - scrape, t_k] holds exactly the scrape
+intervals that end in (t_k - step, t_k]: consecutive steps partition the scrape intervals, every
+increment is in exactly one step, and per-step p99s are read from disjoint requests (the paired
+bootstrap over steps needs independent steps).
+
+The per-step counts are ``sum(rate(x[{range}])) * <step seconds>``, not ``increase(x[{range}])``.  Both
+extrapolate the window's raw increase (over the span between its first and last sample, here the step)
+to the range, but ``rate`` then divides by the range: ``rate * step = raw * (range / span) * (step /
+range) = raw * step / span``, i.e. the window's raw increase when the span is the step (step a multiple
+of the scrape interval; otherwise off by the odd sample, both ways).  Summed over the steps that is the
+counter's increase over the whole window: each request counted once, unbiased.  ``increase()`` over
+the overlapping range is ``raw * range / step``: it counts the requests ``range / step`` times (1.25x
+at 60 s steps and 15 s scrapes), which would make the pooled 5xx Wilson interval falsely narrow.  When
+the 4 x scrape floor decides (steps under 3 scrape intervals) the windows overlap by more than one scrape
+interval: each request is in ``range / step`` windows on average, each weighted ``step / range``, still
+unbiased on average, but the per-step p99s then share requests (use steps of at least 3 scrapes).
 
 Judged like the local source: p99 by a seeded paired bootstrap of the median of per-step ratios of
 the two p99 series (steps present on both sides); 5xx by a Wilson interval on the pooled counts;
 ImportError exactly 0 with liveness (requests answered).  An unreachable or erroring Prometheus (401,
 500, a PromQL typo), an empty or partial series, NaN or a missing side make that SLO INCONCLUSIVE
-with the reason, never PASS.
+with the reason, never PASS.  Documents written before ``{range}`` (``[{step}]`` windows, no
+``scrape_interval_s``) are judged exactly as before: the judgement reads only the stored answers.
 """
 
 from __future__ import annotations
@@ -29,27 +55,41 @@ TOKEN_VAR = "PROM_TOKEN"
 QUERIES: dict[str, str] = {
     "p99_latency": (
         "histogram_quantile(0.99, sum by (le) "
-        '(rate(http_request_duration_seconds_bucket{{{selector},route!="/metrics"}}[{step}])))'
+        '(rate(http_request_duration_seconds_bucket{{{selector},route!="/metrics"}}[{range}])))'
     ),
-    "requests": 'sum(increase(http_request_duration_seconds_count{{{selector},route!="/metrics"}}[{step}]))',
+    "requests": 'sum(rate(http_request_duration_seconds_count{{{selector},route!="/metrics"}}[{range}])) * {step_s}',
     # no 5xx at all is no series at all: `or vector(0)` makes it 0 (liveness comes from "requests")
     "errors_5xx": (
-        'sum(increase(http_request_duration_seconds_count{{{selector},route!="/metrics",status=~"5.."}}[{step}]))'
-        " or vector(0)"
+        'sum(rate(http_request_duration_seconds_count{{{selector},route!="/metrics",status=~"5.."}}[{range}]))'
+        " * {step_s} or vector(0)"
     ),
     "import_errors": "sum(import_errors_total{{{selector}}})",
 }  # fmt: skip
+DEFAULT_SCRAPE_INTERVAL_S = 15.0  # Prometheus's own default scrape_interval
 PARTIAL_SHARE = 0.8  # fewer points than this share of the steps in the window: a partial series
 
 
-def resolve(template: str, selector: str, step_s: float) -> str:
-    """A template with the side's selector and the step filled in (a bad template is a usage error)."""
+def duration(seconds: float) -> str:
+    """A PromQL duration: ``5s`` for whole seconds, else milliseconds (PromQL has no ``4.5s``)."""
+    ms = round(seconds * 1000)
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def rate_range(step_s: float, scrape_interval_s: float) -> float:
+    """The range of ``rate()``: one scrape interval beyond the step, at least 4 scrape intervals."""
+    return max(step_s + scrape_interval_s, 4 * scrape_interval_s)
+
+
+def resolve(template: str, selector: str, step_s: float, scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S) -> str:
+    """A template with the side's selector, the step and the rate range filled in (a bad one is a usage error)."""
     try:
-        return template.format(selector=selector, step=f"{step_s:g}s")
+        return template.format(selector=selector, step=duration(step_s), step_s=f"{step_s:g}",
+                               range=duration(rate_range(step_s, scrape_interval_s)))  # fmt: skip
     except (KeyError, IndexError, ValueError) as exc:
         raise UsageError(
-            f"PromQL template {template!r}: {type(exc).__name__}: {exc}; only {{selector}} and {{step}} are "
-            "filled in (write other braces doubled)."
+            f"PromQL template {template!r}: {type(exc).__name__}: {exc}; only {{selector}}, {{range}} (the rate "
+            "range), {step} (the step as a duration) and {step_s} (the step in seconds, a number) are filled "
+            "in (write other braces doubled)."
         ) from None
 
 
@@ -80,6 +120,7 @@ def collect(
     step_s: float,
     end: float | None = None,
     templates: dict[str, str] | None = None,
+    scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
 ) -> dict[str, Any]:
     """Query both sides' series over the last ``window_s`` and return the ``canary_metrics.json`` document."""
     base = os.environ.get(URL_VAR, "")
@@ -92,7 +133,10 @@ def collect(
     until = time.time() if end is None else end
     start = until - window_s
     chosen = {**QUERIES, **(templates or {})}
-    queries = {side: {slo: resolve(t, selectors[side], step_s) for slo, t in chosen.items()} for side in selectors}
+    queries = {
+        side: {slo: resolve(t, selectors[side], step_s, scrape_interval_s) for slo, t in chosen.items()}
+        for side in selectors
+    }
     series = {
         side: {slo: query_range(base, token, q, start, until, step_s) for slo, q in qs.items()}
         for side, qs in queries.items()
@@ -107,6 +151,8 @@ def collect(
             "start": round(start, 3),
             "end": round(until, 3),
             "step_s": step_s,
+            "scrape_interval_s": scrape_interval_s,
+            "range": duration(rate_range(step_s, scrape_interval_s)),
             "token": "set" if token else "not set",
         },  # fmt: skip
         "queries": queries,

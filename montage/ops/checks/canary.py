@@ -51,7 +51,10 @@ class Params(DecisionParams):
     baseline_selector: str = Field("", description="prometheus: label matchers of the baseline's series")
     candidate_selector: str = Field("", description="prometheus: label matchers of the candidate's series")
     prom_window_s: float = Field(7200.0, gt=0, le=30 * 86400, description="prometheus: the window read")
-    prom_step_s: float = Field(60.0, gt=0, le=86400, description="prometheus: query step (and rate window)")
+    prom_step_s: float = Field(60.0, gt=0, le=86400, description="prometheus: query step (one point per step)")
+    prom_scrape_interval_s: float = Field(
+        15.0, gt=0, le=3600, description="prometheus: the series' scrape interval (rate range max(step + it, 4 x it))"
+    )
     prom_queries: dict[str, str] = Field(default_factory=dict, description="prometheus: PromQL templates by SLO")
     baseline_ref: str | None = Field(
         None, min_length=1, description="baseline when the phase has no PASS bundle (the deployed commit wins)"
@@ -90,7 +93,8 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
 
         selectors = {"baseline": params.baseline_selector, "candidate": params.candidate_selector}
         metrics = prometheus.collect(selectors, window_s=params.prom_window_s, step_s=params.prom_step_s,
-                                     templates=params.prom_queries)  # fmt: skip
+                                     templates=params.prom_queries,
+                                     scrape_interval_s=params.prom_scrape_interval_s)  # fmt: skip
         ctx.write_json(METRICS, metrics)
         atomic_write_text(ctx.evidence_dir / OUT, judge(metrics, params).text(metrics))
         return rejudge(params, ctx.evidence_dir)

@@ -15,11 +15,7 @@ prints the table from the file (the README's table is this output).
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
-import os
-import signal
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -28,8 +24,12 @@ from typing import Any
 
 from montage.core import git as core_git
 from montage.core import proc as core_proc
-from montage.core.files import atomic_write_text
-from montage.errors import ExitCode, UsageError
+from montage.errors import UsageError
+from montage.ops import calibration
+from montage.ops.calibration import append_row as append_row
+from montage.ops.calibration import median_range, with_block
+from montage.ops.calibration import pending as pending
+from montage.ops.calibration import read_rows as read_rows
 from montage.ops.perf import controls
 
 GUARD_TIMEOUT_S = 400.0
@@ -38,35 +38,6 @@ AA = "aa"
 CONDITIONS = (AA, "cpu-filter", "cpu-python", "rss", "analysis-2x", "improvement")
 LABELS = {AA: "A/A (no change)"} | {name: c.description for name, c in controls.CONTROLS.items()}
 TARGET = {AA: "0 FAIL", "improvement": "0 FAIL"}
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Every recorded run (a missing file: none)."""
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    """One JSON line, appended (O_APPEND: earlier runs are never rewritten)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(row, sort_keys=True) + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
-
-
-def pending(rows: Sequence[dict[str, Any]], runs: int, conditions: Sequence[str]) -> list[str]:
-    """The runs still to do, one of each condition in turn, until each has ``runs`` rows."""
-    have = {c: sum(1 for r in rows if r["condition"] == c) for c in conditions}
-    order: list[str] = []
-    while any(have[c] < runs for c in conditions):
-        for c in conditions:
-            if have[c] < runs:
-                order.append(c)
-                have[c] += 1
-    return order
 
 
 def row_of(doc: dict[str, Any], condition: str, patch: str, elapsed: float) -> dict[str, Any]:
@@ -137,19 +108,13 @@ def calibrate(
     budget: float,
     say: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    state = core_git.repo_state(repo)
-    if not state.commit:
-        raise UsageError(f"{repo} is not a git work tree with a commit to calibrate.")
-    todo = pending(read_rows(results), runs, conditions)
-    say(f"calibrate_perf: {len(todo)} guard runs to do at {state.commit[:12]} ({results})")
-    for i, condition in enumerate(todo, 1):
-        row = guard_once(repo, state.commit, condition, workdir=workdir, out_dir=workdir / "calibration", budget=budget)
-        append_row(results, row)
-        say(
-            f"[{i}/{len(todo)}] {condition}: {row['verdict']} after {row['pairs']} pairs, {row['elapsed_s']:.0f} s, "
-            f"load {row['load_1m']['median'] if row['load_1m'] else 'n/a'}"
-        )
-    return read_rows(results)
+    return calibration.run_sitting(
+        "calibrate_perf", repo, runs=runs, conditions=conditions, results=results, say=say,
+        one=lambda commit, condition: guard_once(repo, commit, condition, workdir=workdir,
+                                                 out_dir=workdir / "calibration", budget=budget),
+        summary=lambda row: f"{row['verdict']} after {row['pairs']} pairs, {row['elapsed_s']:.0f} s, "
+        f"load {row['load_1m']['median'] if row['load_1m'] else 'n/a'}",
+    )  # fmt: skip
 
 
 def _point(row: dict[str, Any], name: str) -> float | None:
@@ -159,15 +124,10 @@ def _point(row: dict[str, Any], name: str) -> float | None:
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The calibration table (README, "Perf guard calibration"), from the recorded runs."""
-    lines = [
-        "| condition | runs | FAIL | PASS | INCONCLUSIVE | target | median pair ratio: plan / render CPU-time fps, "
-        "render RSS | pairs median | budget s | guard s median / max | load 1m median (min-max) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for condition in CONDITIONS:
-        mine = [r for r in rows if r["condition"] == condition]
-        if not mine:
-            continue
+    lines = calibration.header("condition", "runs", "FAIL", "PASS", "INCONCLUSIVE", "target",
+                               "median pair ratio: plan / render CPU-time fps, render RSS", "pairs median", "budget s",
+                               "guard s median / max", "load 1m median (min-max)")  # fmt: skip
+    for condition, mine in calibration.by_condition(rows, CONDITIONS):
         count = {v: sum(r["verdict"] == v for r in mine) for v in ("FAIL", "PASS", "INCONCLUSIVE")}
 
         def med(name: str, mine: list[dict[str, Any]] = mine) -> str:
@@ -177,7 +137,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         times = [r["elapsed_s"] for r in mine]
         budgets = "/".join(sorted({f"{float(r.get('budget_s', 90)):g}" for r in mine}))
         loads = [r["load_1m"]["median"] for r in mine if r.get("load_1m")]
-        load = f"{statistics.median(loads):.1f} ({min(loads):.1f}-{max(loads):.1f})" if loads else "n/a"
+        load = median_range(loads)
         lines.append(
             f"| {LABELS.get(condition, condition)} | {len(mine)} | {count['FAIL']} | {count['PASS']} "
             f"| {count['INCONCLUSIVE']} | {TARGET.get(condition, '>= 95 % FAIL')} "
@@ -196,53 +156,19 @@ README_END = "<!-- /perf-calibration-table -->"
 
 def readme_with_table(text: str, rows: Sequence[dict[str, Any]]) -> str:
     """``text`` (the README) with the table between its markers replaced by :func:`table` of ``rows``."""
-    if text.count(README_START) != 1 or text.count(README_END) != 1:
-        raise UsageError(f"the README needs one {README_START} ... {README_END} block for the calibration table.")
-    head, rest = text.split(README_START)
-    _, tail = rest.split(README_END)
-    return f"{head}{README_START}\n{table(rows)}\n{README_END}{tail}"
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM: stop the running guard cleanly (it removes its worktrees)
+    return with_block(text, README_START, README_END, table(rows))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/calibrate_perf.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="runs per condition the file should hold (default 20)")
-    parser.add_argument("--condition", action="append", choices=CONDITIONS, help="only these (repeatable)")
-    parser.add_argument("--repo", type=Path, default=Path("."))
-    parser.add_argument("--results", type=Path, default=RESULTS, help=f"JSON lines, appended (default {RESULTS})")
-    parser.add_argument("--workdir", type=Path, default=Path("var/perf"))
+    parser = calibration.parser("scripts/calibrate_perf.py", __doc__.splitlines()[0], runs=20, conditions=CONDITIONS,
+                                results=RESULTS, workdir=Path("var/perf"))  # fmt: skip
     parser.add_argument("--budget", type=float, default=90.0)
-    parser.add_argument("--table", action="store_true", help="print the table of the recorded runs and stop")
-    parser.add_argument("--readme", type=Path, help="write the table into this README's marked block and stop")
     args = parser.parse_args(argv)
-    if args.table:
-        print(table(read_rows(args.results)))
-        return int(ExitCode.OK)
-    if args.readme:
-        text = readme_with_table(args.readme.read_text(encoding="utf-8"), read_rows(args.results))
-        atomic_write_text(args.readme, text)
-        print(f"calibration table written into {args.readme}")
-        return int(ExitCode.OK)
-    signal.signal(signal.SIGTERM, _interrupt)
-    started = dt.datetime.now(dt.UTC)
-    try:
-        rows = calibrate(
-            args.repo.resolve(),
-            runs=args.runs,
-            conditions=args.condition or list(CONDITIONS),
-            results=args.results.resolve(),
-            workdir=args.workdir.resolve(),
-            budget=args.budget,
-        )
-    except UsageError as exc:
-        print(f"calibrate_perf: error: {exc}", file=sys.stderr)
-        return int(exc.exit_code)
-    except KeyboardInterrupt:
-        print(f"calibrate_perf: interrupted; every finished run is in {args.results}", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
-    print(table(rows))
-    print(f"\n{len(rows)} runs recorded; this sitting started {started.isoformat(timespec='seconds')}.")
-    return int(ExitCode.OK)
+
+    def sitting() -> list[dict[str, Any]]:
+        return calibrate(args.repo.resolve(), runs=args.runs, conditions=args.condition or list(CONDITIONS),
+                         results=args.results.resolve(), workdir=args.workdir.resolve(),
+                         budget=args.budget)  # fmt: skip
+
+    return calibration.run_script("calibrate_perf", args, table=table, readme_with_table=readme_with_table,
+                                  sitting=sitting)  # fmt: skip

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from montage.core.files import atomic_write_text
+from montage.ops.calibration import append_row, read_rows
 from montage.ops.perf.guard import REPORT_SCHEMA, GuardResult, report_params
 from montage.ops.perf.measure import RunSample
 
@@ -66,17 +66,8 @@ def history_entry(doc: dict[str, Any]) -> dict[str, Any]:
 
 def append_history(path: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
     """Append one JSON line (O_APPEND: never rewrites earlier lines) and return the whole history."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
-    entries = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            entries.append(json.loads(line))
-    return entries
+    append_row(path, entry)
+    return read_rows(path)
 
 
 def _scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float:

@@ -56,9 +56,14 @@ def test_deployed_commit_missing_from_a_shallow_clone_is_a_usage_error(two_phase
     assert baseline.resolve(repo.root, phase_id=0, explicit=None, fallback=None).how.startswith("deployed")
 
 
-def _fail_phase_0(repo: Repo) -> None:
+def _pass_then_fail(repo: Repo) -> str:
+    """Phase 0 PASSes on one commit, then a later commit's run FAILs and is published to latest/;
+    returns the passed commit."""
     from ..conftest import simple_phase
 
+    repo.commit_all("phases")
+    deployed = repo.git("rev-parse", "HEAD").strip()
+    assert repo.ops("run", "0") == 0
     failing = """
     gate:
       - id: ok
@@ -66,22 +71,20 @@ def _fail_phase_0(repo: Repo) -> None:
         with: {argv: ["{python}", "-c", "print('broken')"], output_pattern: "fine"}
     """
     repo.phase("00-first.yaml", simple_phase(0, "first", gate=failing, extra='inputs: ["src/*"]\n'))
+    repo.commit_all("a change that fails its gate")
+    assert repo.ops("run", "0") != 0
+    return deployed
 
 
 def test_a_fail_published_after_the_pass_keeps_the_passed_commit(two_phases: Repo) -> None:
     """A FAIL in latest/ must not turn the canary into A/A (it once fell back to baseline_ref HEAD)."""
     repo = two_phases
-    repo.commit_all("phases")
-    deployed = repo.git("rev-parse", "HEAD").strip()
-    assert repo.ops("run", "0") == 0
-    _fail_phase_0(repo)
-    repo.commit_all("a change that fails its gate")
-    assert repo.ops("run", "0") != 0
+    deployed = _pass_then_fail(repo)
     latest = (repo.root / "proofs/phase-00/latest/manifest.json").read_text()
     assert '"verdict": "FAIL"' in latest or '"verdict":"FAIL"' in latest
     chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
     assert chosen.ref == deployed, chosen
-    assert "last PASS run" in chosen.how and "runs/" in chosen.how
+    assert "last PASS run" in chosen.how and "(proofs/phase-00/runs/" in chosen.how, chosen.how  # repo-relative
 
 
 def test_a_fresh_clone_finds_the_passed_commit_in_the_history_index(two_phases: Repo) -> None:
@@ -89,16 +92,11 @@ def test_a_fresh_clone_finds_the_passed_commit_in_the_history_index(two_phases: 
     import shutil
 
     repo = two_phases
-    repo.commit_all("phases")
-    deployed = repo.git("rev-parse", "HEAD").strip()
-    assert repo.ops("run", "0") == 0
-    _fail_phase_0(repo)
-    repo.commit_all("a change that fails its gate")
-    assert repo.ops("run", "0") != 0
+    deployed = _pass_then_fail(repo)
     shutil.rmtree(repo.root / "proofs/phase-00/runs")
     chosen = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")
     assert chosen.ref == deployed, chosen
-    assert "history.jsonl" in chosen.how
+    assert "(proofs/history.jsonl" in chosen.how, chosen.how
     # without the history line there is no PASS record left: the phase file's baseline_ref, said so
     (repo.root / "proofs/history.jsonl").unlink()
     fallback = baseline.resolve(repo.root, phase_id=0, explicit=None, fallback="HEAD")

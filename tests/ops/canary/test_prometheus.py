@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from montage.core import loopback
+from montage.errors import UsageError
 from montage.ops.canary import collect as local
 from montage.ops.canary import prometheus, traffic
 from montage.ops.canary.judge import judge
@@ -21,6 +22,9 @@ from montage.ops.checks.canary import Params
 REPO = Path(__file__).resolve().parents[3]
 SLOS = Params(resamples=500, min_samples=100, min_windows=5)
 STEP_S = 4.0
+SCRAPE_S = 1.0  # the scrape interval of the tests' Prometheus (below)
+# the default "requests" template before the rate range: increase() over the step itself
+OLD_REQUESTS = 'sum(increase(http_request_duration_seconds_count{{{selector},route!="/metrics"}}[{step}]))'
 SLOW_PATCH = """    @app.middleware("http")
     async def slower(request: Request, call_next: Any) -> Response:
         import asyncio
@@ -47,9 +51,11 @@ def _slow_clone(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _sides(tmp_path: Path, candidate_tree: Path, candidate_env: dict[str, str]) -> Iterator[list[local.Side]]:
-    sides = [local.Side("baseline", REPO, tmp_path / "b", "HEAD", "", {}),
-             local.Side("candidate", candidate_tree, tmp_path / "c", "tree", "", candidate_env)]  # fmt: skip
+def _sides(tmp_path: Path, candidate_tree: Path | None, candidate_env: dict[str, str]) -> Iterator[list[local.Side]]:
+    """Both sides served (only the baseline when ``candidate_tree`` is None)."""
+    sides = [local.Side("baseline", REPO, tmp_path / "b", "HEAD", "", {})]
+    if candidate_tree is not None:
+        sides.append(local.Side("candidate", candidate_tree, tmp_path / "c", "tree", "", candidate_env))
     try:
         for s in sides:
             s.work.mkdir(parents=True)
@@ -73,7 +79,7 @@ def _prometheus(tmp_path: Path, sides: list[local.Side]) -> Iterator[str]:
         for s in sides
     )
     config = tmp_path / "prometheus.yml"
-    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n{targets}\n", encoding="utf-8")
+    config.write_text(f"global:\n  scrape_interval: {SCRAPE_S:g}s\nscrape_configs:\n{targets}\n", encoding="utf-8")
     port = loopback.free_port()
     server = loopback.start(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
@@ -128,7 +134,7 @@ def _judged(tmp_path: Path, candidate_tree: Path, monkeypatch: pytest.MonkeyPatc
         # Prometheus's own scrapes (one a second per side, about 3 % of the requests, and the slowest) are
         # in the histogram but not in the client's samples: leave them out, so both judge the same requests.
         doc = prometheus.collect({side: f'side="{side}",route!="/metrics"' for side in ("baseline", "candidate")},
-                                 window_s=time.time() - start, step_s=STEP_S)  # fmt: skip
+                                 window_s=time.time() - start, step_s=STEP_S, scrape_interval_s=SCRAPE_S)  # fmt: skip
         return doc, _local_doc(sides, same_tree=candidate_tree == REPO)
 
 
@@ -160,7 +166,10 @@ def _agree(by_prom: Any, by_local: Any, text: str) -> float:
     local source the client's wall clock, which adds its own scheduling stalls).  So the bound is
     statistical: the two 95 % intervals overlap (a source that missed the slowdown, read the wrong
     side or a stale window does not), hence their verdicts never contradict (PASS against FAIL), and
-    the 5xx verdicts are equal.  An exact 10 % needs a quieter machine or far longer runs.
+    the 5xx verdicts are equal.  An exact 10 % needs a quieter machine or far longer runs.  With rate over
+    ``[{range}]`` (5 s) instead of ``[{step}]``, three runs each way: unchanged pair 6, 26, 2 % before, 20,
+    16, 10 % after; +30 % candidate 69, 14, 38 % before, 36, 33, 16 % after (Prometheus's ratio the higher
+    one every time: it times the server, the local source adds the client's overhead to both sides).
     """
     lp, ll = _slo(by_prom, "p99_latency_ratio"), _slo(by_local, "p99_latency_ratio")
     assert lp.value is not None and ll.value is not None, text
@@ -234,3 +243,114 @@ def test_empty_partial_nan_and_missing_side_are_inconclusive() -> None:
     refused = {**doc, "series": {"baseline": dict(series), "candidate": {**series, "requests": unauthorized}}}
     verdicts = {r.name: r for r in judge(refused, slos).slos}
     assert verdicts["error_rate_5xx"].verdict.value == "INCONCLUSIVE" and "401" in verdicts["error_rate_5xx"].detail
+
+
+def test_the_rate_range_and_bad_templates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # range = max(step + scrape interval, 4 x scrape interval), as a PromQL duration
+    assert prometheus.rate_range(4, 1) == 5 and prometheus.rate_range(60, 15) == 75
+    assert prometheus.rate_range(10, 5) == 20  # the 4-scrape floor: 10 + 5 would leave a window 3 samples
+    assert [prometheus.duration(x) for x in (5, 75.0, 4.5, 0.25)] == ["5s", "75s", "4500ms", "250ms"]
+    q = prometheus.resolve(prometheus.QUERIES["requests"], 'track="canary"', 60, 15)
+    assert q == ('sum(rate(http_request_duration_seconds_count{track="canary",route!="/metrics"}[75s])) * 60')
+    errors = prometheus.resolve(prometheus.QUERIES["errors_5xx"], 'track="canary"', 4, 1)
+    assert errors.endswith('status=~"5.."}[5s])) * 4 or vector(0)'), errors
+    assert "[75s]" in prometheus.resolve(prometheus.QUERIES["p99_latency"], 'x="y"', 60)  # Prometheus's 15 s default
+    # a user template with the old {step} still resolves, to the step
+    assert prometheus.resolve(OLD_REQUESTS, 'x="y"', 60, 15).endswith("[60s]))")
+    # the canary's param: Prometheus's default, and a zero or negative interval refused
+    assert Params().prom_scrape_interval_s == 15.0
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="prom_scrape_interval_s"):
+            Params(prom_scrape_interval_s=bad)
+    # a typo in a placeholder, or an undoubled brace: a usage error naming the template, before any query
+    monkeypatch.setenv(prometheus.URL_VAR, f"http://127.0.0.1:{loopback.free_port()}")
+    sides = {"baseline": 'side="b"', "candidate": 'side="c"'}
+    for template in ("sum(rate(x[{rnage}]))", "sum(rate(x{job='a'}[{range}]))", "sum(rate(x[{range}])) {"):
+        with pytest.raises(UsageError, match=r"only \{selector\}, \{range\}") as info:
+            prometheus.collect(sides, window_s=60, step_s=10, templates={"requests": template})
+        assert repr(template) in str(info.value)
+
+
+def test_documents_without_the_range_judge_as_before() -> None:
+    """A document collected before ``{range}`` (rate over ``[{step}]``, no scrape interval stored) is judged
+    from its stored answers alone: the same SLO values, and its summary line is the old one."""
+    values = [[1000.0 + 10 * k, "0.01"] for k in range(7)]
+
+    def answer(value: str) -> dict[str, Any]:
+        return {"data": {"resultType": "matrix", "result": [{"metric": {}, "values": [[t, value] for t, _ in values]}]}}
+
+    series = {"p99_latency": answer("0.01"), "requests": answer("100"), "errors_5xx": answer("0"),
+              "import_errors": answer("0")}  # fmt: skip
+    old: dict[str, Any] = {"schema": 2, "source": "prometheus", "note": "series read from Prometheus at x",
+                           "queries": {}, "prometheus": {"start": 1000.0, "end": 1060.0, "step_s": 10.0},
+                           "series": {"baseline": series, "candidate": series}}  # fmt: skip
+    before = judge(old, SLOS)
+    assert before.verdict == "PASS"
+    assert before.text(old).splitlines()[-1] == (
+        "source: series read from Prometheus at x, 1000.0 to 1060.0 step 10 s"
+    )  # fmt: skip
+    new = {**old, "prometheus": {**old["prometheus"], "scrape_interval_s": 2.5, "range": "12500ms"}}
+    assert judge(new, SLOS).to_dict() == before.to_dict()  # the new fields are a record, not an input
+    assert judge(new, SLOS).text(new).splitlines()[-1].endswith("step 10 s, rate range 12500ms (scrape 2.5 s)")
+
+
+def _count(base: str, template: str, start: float, end: float) -> float:
+    """The sum over the steps of one side's per-step series of ``template``."""
+    query = prometheus.resolve(template, 'side="baseline"', STEP_S, SCRAPE_S)
+    pts, why = prometheus.points(prometheus.query_range(base, None, query, start, end, STEP_S))
+    assert why is None, f"{query}: {why}"
+    return sum(pts.values())
+
+
+def _send(client: Any, io: traffic.Traffic, until: float) -> None:
+    """Reads (no downloads) to one side until the wall clock reaches ``until``."""
+    reads = [k for k in traffic.READS if k != "download"]
+    i = len(io.status)
+    while time.time() < until:
+        traffic.request(client, io, reads[i % len(reads)], i)
+        i += 1
+
+
+@pytest.mark.slow
+def test_per_step_counts_add_up_to_the_requests_sent(tmp_path: Path) -> None:
+    """N requests sent over six steps: the summed per-step "requests" series of the default template is N
+    (each scrape interval is in exactly one step's window).  Printed for comparison: increase() over the
+    step, which never sees the increment across a step boundary and guesses it by extrapolation, and
+    increase() over the range, which counts every request range/step = 1.25 times (asserted: the bias
+    rate * step avoids).  Then bursts around the step boundaries, the worst case for [step]: most of each
+    burst is in the scrape interval no [step] window holds (asserted: [step] misses a fifth or more)."""
+    import httpx
+
+    rate_range = prometheus.rate_range(STEP_S, SCRAPE_S)
+    templates = {"rate[range] * step": prometheus.QUERIES["requests"], "increase[step]": OLD_REQUESTS,
+                 "increase[range]": OLD_REQUESTS.replace("{step}", "{range}")}  # fmt: skip
+    figures: dict[str, dict[str, float]] = {}
+    with _sides(tmp_path, None, {}) as sides, _prometheus(tmp_path, sides) as base:
+        io = sides[0].io
+        assert io is not None
+        with httpx.Client(timeout=30) as client:
+            _send(client, io, time.time() + 1)  # every series the traffic updates exists before the windows
+            time.sleep(rate_range + 2)
+            for traffic_kind in ("steady", "bursts at the step boundaries"):
+                io.clear()
+                start = time.time()
+                if traffic_kind == "steady":
+                    time.sleep(0.5)
+                    _send(client, io, start + 6 * STEP_S)
+                else:
+                    for k in range(1, 6):
+                        time.sleep(max(0.0, start + k * STEP_S - 0.4 - time.time()))
+                        _send(client, io, start + k * STEP_S + 0.4)
+                assert io.status and 0 not in io.status, "a request went unanswered"
+                time.sleep(rate_range + STEP_S + 2)  # every request in all its windows, then quiet again
+                sent = len(io.status)
+                figures[traffic_kind] = {"sent": sent, **{name: _count(base, t, start, time.time())
+                                                          for name, t in templates.items()}}  # fmt: skip
+    for traffic_kind, f in figures.items():
+        counts = ", ".join(f"{name} {f[name]:.1f} ({f[name] / f['sent'] - 1:+.2%})" for name in templates)
+        print(f"{traffic_kind}: {f['sent']:.0f} requests sent; summed per-step counts: {counts}")
+    for f in figures.values():
+        assert abs(f["rate[range] * step"] - f["sent"]) <= 0.03 * f["sent"], figures
+        assert f["increase[range]"] > 1.15 * f["sent"], figures
+    bursts = figures["bursts at the step boundaries"]
+    assert bursts["increase[step]"] < 0.8 * bursts["sent"], figures
