@@ -1,7 +1,7 @@
 """Key figures of a bundle, one short string per check, from the values its checks measured.
 
 What a reader scans in the overview: ``"695 passed"``, ``"montage.media.pipeline 96.15 %"``,
-``"fps ratio 0.975 [0.945, 0.990]"``.  Only the manifest's check values are read, so the figures
+``"cpu render ratio 0.975 [0.945, 0.990]"``.  Only the manifest's check values are read, so the figures
 are exactly what the gate judged.
 """
 
@@ -43,7 +43,14 @@ def _interval(d: Any) -> str:
 
 
 def _perf_guard(v: dict[str, Any]) -> str:
-    return f"fps ratio {_interval(v.get('fps_ratio'))}; rss ratio {_interval(v.get('rss_ratio'))}"
+    """Every ratio the guard decided: ``cpu render ratio 1.029 [0.987, 1.190]; rss render ratio ...``.
+
+    Values since issue 14 name one ratio per measure and stage (``cpu_render_ratio``); older ones
+    ``fps_ratio`` and ``rss_ratio``. Either way each ``*_ratio`` key is shown, none is assumed."""
+    ratios = [(k.removesuffix("_ratio").replace("_", " "), d) for k, d in v.items() if k.endswith("_ratio")]
+    if not ratios:
+        return "no ratio measured"
+    return "; ".join(f"{name} ratio {_interval(d)}" for name, d in ratios)
 
 
 def _perf_baseline(v: dict[str, Any]) -> str:
