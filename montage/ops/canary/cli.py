@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         col.add_argument(f"--{side}-env", action="append", default=[], metavar="K=V",
                          help=f"set K=V for the {side} side, after the canary's own settings (repeatable)")  # fmt: skip
     col.add_argument("--source", choices=("local", "prometheus"), default="local")
+    col.add_argument("--cross-check-prometheus", action="store_true",
+                     help="local: a real Prometheus also scrapes both sides; judged again from its series")  # fmt: skip
     col.add_argument("--window", default="2h", help="prometheus: the window read (90s, 30m, 2h)")
     col.add_argument("--step", default="60s", help="prometheus: the query step")
     col.add_argument("--scrape-interval", default="15s",
@@ -122,7 +124,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     metrics = collect(
         repo, baseline_ref=chosen.ref, baseline_how=chosen.how, baseline_env=b_env, candidate_env=c_env,
         requests=args.requests, jobs=args.jobs, workers=args.workers, max_duration_s=args.max_duration_s,
-        drain_s=args.drain_s,
+        drain_s=args.drain_s, cross_check_prometheus=args.cross_check_prometheus,
     )  # fmt: skip
     atomic_write_text(args.output, json.dumps(metrics, sort_keys=True, indent=2) + "\n")
     sent = {k: len(v["samples"]["status"]) for k, v in metrics["sides"].items()}

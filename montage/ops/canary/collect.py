@@ -28,6 +28,11 @@ both sides back to back (the side that goes first alternates), so both see the s
 noise.  Per side we keep every request's kind, status (0 = unanswered) and client-side latency, every
 job's final state and run time, a ``/metrics`` scrape before and after, and the server process
 tree's CPU time and peak RSS (psutil) against the usable CPUs and the memory limit.
+
+``cross_check_prometheus``: a real Prometheus also scrapes both sides during the run
+(:func:`montage.ops.canary.prometheus.scraper`), and the traffic window read back from it with
+``query_range`` is stored under ``prometheus_cross`` (a complete ``source: prometheus`` document, or
+``{"error": ...}`` when Prometheus is missing or failed), so one run is judged by both sources.
 """
 
 from __future__ import annotations
@@ -239,6 +244,49 @@ def control_overlay(tree: Path, env: dict[str, str]) -> dict[str, Any]:
     return {"dir": OVERLAY, "files": files, "pythonpath": env["PYTHONPATH"]}
 
 
+class _Cross:
+    """The cross-check's Prometheus for one run: started beside the sides, read after the traffic.
+
+    A Prometheus that is missing or fails to start is recorded as the cross-check's error (the canary
+    still runs; its ``sources_agree`` SLO is then INCONCLUSIVE), never ignored."""
+
+    def __init__(self, work: Path, targets: Mapping[str, str]) -> None:
+        from montage.ops.canary import prometheus
+
+        self._stack = contextlib.ExitStack()
+        self.base: str | None = None
+        self.error: str | None = None
+        self.started = self.ended = 0.0
+        self.scrape_s = prometheus.CROSS_SCRAPE_S
+        try:
+            self.base = self._stack.enter_context(prometheus.scraper(targets, work))
+        except MontageError as exc:
+            self.error = f"the cross-check's Prometheus did not start: {exc}"
+
+    def read(self) -> dict[str, Any]:
+        """The traffic window as a ``source: prometheus`` document, or ``{"error": ...}``."""
+        from montage.ops.canary import prometheus as p
+
+        if self.base is None:
+            return {"error": self.error}
+        # The point at t holds the requests of (t - step - scrape, t] (the rate range, see prometheus.py):
+        # the first point is the one whose range starts at the traffic's start (the warm-up stays out),
+        # the last one ends a scrape interval after the traffic's last request (so the scrape that
+        # follows it is in; at most one interval of the drain's job polls, not in the client's samples,
+        # comes in with it).  Points are start + k x step up to end, so the traffic's last (window mod
+        # step) seconds are in no point (Prometheus counted 95-96 % of a 36 s run's requests).  Then wait
+        # until that scrape has been stored.
+        start = self.started + p.CROSS_STEP_S + p.CROSS_SCRAPE_S
+        end = self.ended + p.CROSS_SCRAPE_S
+        time.sleep(max(0.0, end + p.CROSS_SCRAPE_S - time.time()))
+        window = max(end - start, p.CROSS_STEP_S)
+        return p.collect(p.cross_selectors(), window_s=window, step_s=p.CROSS_STEP_S, end=end,
+                         scrape_interval_s=p.CROSS_SCRAPE_S, url=self.base)  # fmt: skip
+
+    def stop(self) -> None:
+        self._stack.close()
+
+
 def same_tree(repo: Path, baseline_commit: str, head: str, dirty: bool) -> bool:
     """Whether the candidate's working tree is exactly the baseline commit's tree (tracked files)."""
     if dirty or not head:
@@ -261,6 +309,7 @@ def collect(
     drain_s: float = 25.0,
     startup_timeout_s: float = 60.0,
     warmup: int = 14,
+    cross_check_prometheus: bool = False,
 ) -> dict[str, Any]:
     """Run the local canary and return the ``canary_metrics.json`` document.
 
@@ -300,9 +349,12 @@ def collect(
             s.env_set = side_env(s.tree, s.work, workers, s.overrides)
         overlay = control_overlay(repo, sides[1].env_set)
         docs: dict[str, dict[str, Any]] = {}
+        cross: dict[str, Any] | None = None
+        prom: _Cross | None = None
         try:
             for s in sides:
                 _start(s, workers, startup_timeout_s, clip)
+            prom = _Cross(Path(tmp) / "prometheus", {s.name: s.base for s in sides}) if cross_check_prometheus else None
             ios = [s.io for s in sides if s.io is not None]
             with httpx.Client(timeout=30) as client:
                 for s in sides:
@@ -312,8 +364,12 @@ def collect(
                         traffic.request(client, io, traffic.READS[i % len(traffic.READS)], i)
                 for io in ios:
                     io.clear()
+                if prom is not None:  # a scrape after the warm-up: every series the traffic updates exists
+                    time.sleep(1.5 * prom.scrape_s)
                 before = {s.name: scrape(s.base) for s in sides}
                 cpu0 = {s.name: _cpu_seconds(s.server.proc.pid) for s in sides if s.server}
+                if prom is not None:
+                    prom.started = time.time()
                 started = time.monotonic()
                 submitted = 0
                 for i in range(requests):
@@ -332,7 +388,11 @@ def collect(
                         for io in ios:
                             traffic.refresh_succeeded(client, io)
                 wall = time.monotonic() - started
+                if prom is not None:
+                    prom.ended = time.time()
                 traffic.wait_for_jobs(client, ios, time.monotonic() + drain_s)
+                if prom is not None:
+                    cross = prom.read()
                 for s in sides:
                     if s.server is None or s.io is None:
                         continue
@@ -366,6 +426,10 @@ def collect(
                         },
                     }
         finally:
+            if cross_check_prometheus and cross is None:
+                cross = {"error": "the run ended before Prometheus was read"}
+            if prom is not None:
+                prom.stop()
             for s in sides:
                 rc = None if s.server is None else s.server.stop(grace_s=30.0)
                 if s.name in docs:
@@ -404,4 +468,5 @@ def collect(
         },
         "limits": {"cpus": cpus, "cpus_how": cpus_how, "mem_bytes": mem_limit, "mem_how": mem_how},
         "sides": docs,
+        **({"prometheus_cross": cross} if cross_check_prometheus else {}),
     }

@@ -32,6 +32,14 @@ are the SLO matrix and the decision config), all about the *candidate*:
 ``cpu`` / ``mem``
     the candidate's server process tree: CPU time over the traffic window as a percentage of the
     usable CPUs, and peak RSS as a percentage of the memory limit; at or below the bound passes.
+``sources_agree`` (only in a document with ``prometheus_cross``: the canary's cross-check)
+    the same run's traffic window judged again from a real Prometheus's series (the rules of the
+    ``prometheus`` source) for p99, 5xx and ImportError.  PASS when Prometheus measured all three and
+    no SLO is PASS by one source and FAIL by the other; INCONCLUSIVE when they contradict (one of the
+    two measurements is wrong, and which one is not known) or Prometheus measured nothing (missing,
+    failed to start, empty series).  Never FAIL: a disagreement says nothing against the candidate.
+    Only this row counts: the Prometheus rows themselves are shown in its detail, not judged again
+    (the SLO matrix's error rates are calibrated for one source).
 
 The overall verdict is PASS when every SLO passes, FAIL when any fails, INCONCLUSIVE when none
 could be decided (nothing measured), else PARTIAL.  The same input and seed give the same result,
@@ -70,16 +78,14 @@ class CanaryVerdict:
     def text(self, metrics: dict[str, Any]) -> str:
         lines = [self.verdict, *(r.line() for r in self.slos)]
         if metrics.get("source") == "prometheus":
-            prom = metrics["prometheus"]
-            # documents before the rate range (rate over [step]) have no range and keep their old line
-            ranged = f", rate range {prom['range']} (scrape {prom['scrape_interval_s']:g} s)" if "range" in prom else ""
-            lines.append(
-                f"source: {metrics['note']}, {prom['start']} to {prom['end']} step {prom['step_s']:g} s{ranged}"
-            )
+            lines.append(f"source: {_window_line(metrics)}")
             return "\n".join(lines) + "\n"
         sent = {s: len(metrics["sides"][s]["samples"]["status"]) for s in ("baseline", "candidate")}
         lines.append(comparison_line(metrics))
         lines.append(f"load: {metrics.get('note', SYNTHETIC_NOTE)}; requests sent per side {sent}")
+        cross = metrics.get("prometheus_cross")
+        if cross is not None:
+            lines.append(f"cross-check: {cross['error'] if 'error' in cross else _window_line(cross)}")
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +96,14 @@ class CanaryVerdict:
                 for r in self.slos
             },
         }
+
+
+def _window_line(metrics: dict[str, Any]) -> str:
+    """Where a ``source: prometheus`` document's series came from: note, time range, step, rate range."""
+    prom = metrics["prometheus"]
+    # documents before the rate range (rate over [step]) have no range and keep their old line
+    ranged = f", rate range {prom['range']} (scrape {prom['scrape_interval_s']:g} s)" if "range" in prom else ""
+    return f"{metrics['note']}, {prom['start']} to {prom['end']} step {prom['step_s']:g} s{ranged}"
 
 
 def comparison_line(metrics: dict[str, Any]) -> str:
@@ -130,7 +144,39 @@ def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
         _gauge(cand, "cpu", "cpu_percent", slos.cpu_percent_max, slos),
         _gauge(cand, "mem", "mem_percent", slos.mem_percent_max, slos),
     ]
+    if "prometheus_cross" in metrics:
+        results.append(_sources_agree(metrics["prometheus_cross"], results, slos))
     return _overall(results)
+
+
+CROSS_SLOS = ("p99_latency_ratio", "error_rate_5xx", "import_errors")
+
+
+def _sources_agree(cross: dict[str, Any], local_rows: list[SloResult], slos: Params) -> SloResult:
+    """The ``sources_agree`` row: the local verdicts against the same window judged from Prometheus."""
+    bound = "measured by both; no SLO PASS by one source and FAIL by the other"
+    if "error" in cross:
+        return SloResult("sources_agree", Verdict.INCONCLUSIVE, None, bound, f"not measured: {cross['error']}")
+    local = {r.name: r for r in local_rows}
+    prom = {r.name: r for r in _prometheus(cross, slos)}
+    value: dict[str, Any] = {
+        n: {"local": local[n].verdict.value, "prometheus": prom[n].verdict.value} for n in CROSS_SLOS
+    }
+    lv, pv = local["p99_latency_ratio"].value, prom["p99_latency_ratio"].value
+    if lv is not None and pv is not None and lv["ratio"] > 0:
+        value["p99_latency_ratio"].update(local_ratio=lv["ratio"], prometheus_ratio=pv["ratio"],
+                                          gap=round(abs(pv["ratio"] - lv["ratio"]) / lv["ratio"], 4))  # fmt: skip
+    detail = "; ".join(f"prometheus {n} {prom[n].verdict.value} {prom[n].value} ({prom[n].detail})" for n in CROSS_SLOS)
+    contradict = [n for n in CROSS_SLOS if {local[n].verdict, prom[n].verdict} == {Verdict.PASS, Verdict.FAIL}]
+    unmeasured = [n for n in CROSS_SLOS if prom[n].value is None]
+    if contradict:
+        why = ", ".join(f"{n} local {local[n].verdict.value} vs prometheus {prom[n].verdict.value}" for n in contradict)
+        why = f"the sources contradict: {why}; {detail}"
+        return SloResult("sources_agree", Verdict.INCONCLUSIVE, value, bound, why)
+    if unmeasured:
+        return SloResult("sources_agree", Verdict.INCONCLUSIVE, value, bound,
+                         f"prometheus did not measure {', '.join(unmeasured)}; {detail}")  # fmt: skip
+    return SloResult("sources_agree", Verdict.PASS, value, bound, detail)
 
 
 def _overall(results: list[SloResult]) -> CanaryVerdict:

@@ -16,6 +16,11 @@ jobs, per-side environment, configuration and ``/metrics`` scrapes) and ``evalua
 recomputed from ``canary_metrics.json`` alone (seeded), so ``phase verify`` reproduces it bit for
 bit.  Gate verdict: PASS -> PASS, FAIL -> FAIL, PARTIAL -> INCONCLUSIVE (never PASS).  The load is
 synthetic, generated on loopback, not production traffic.
+
+``cross_check_prometheus`` (local source): a real Prometheus on loopback scrapes both sides during the
+run and the same traffic window is judged again from its series (SLO ``sources_agree``, see
+:mod:`montage.ops.canary.judge`); with no ``prometheus`` on PATH that SLO is INCONCLUSIVE, never
+skipped.
 """
 
 from __future__ import annotations
@@ -65,6 +70,9 @@ class Params(DecisionParams):
         "deployed", description="candidate: both sides serve the working tree (a flag canary on the same code)"
     )
     allow_aa: bool = Field(False, description="an A/A canary may decide the p99 SLO")
+    cross_check_prometheus: bool = Field(
+        False, description="local: a real Prometheus also scrapes both sides; the sources must not contradict"
+    )
     requests: int = Field(2000, ge=1, le=100_000, description="requests sent to each side")
     jobs: int = Field(4, ge=0, le=100, description="real jobs (the tiny test clip) submitted to each side")
     workers: int = Field(1, ge=0, le=8, description="embedded workers per side")
@@ -111,17 +119,18 @@ def run(params: Params, ctx: CheckContext) -> Judgement:
 def collect_args(params: Params) -> dict[str, Any]:
     """The collect() keywords that come straight from the parameters."""
     names = ("baseline_env", "candidate_env", "requests", "jobs", "workers", "max_duration_s", "drain_s",
-             "startup_timeout_s")  # fmt: skip
+             "startup_timeout_s", "cross_check_prometheus")  # fmt: skip
     return {n: getattr(params, n) for n in names}
 
 
 def _expected(params: Params, *, jobs: bool) -> str:
     """The SLO line a judgement records; schema-1 documents (``jobs=False``) predate the job SLOs."""
+    cross = ", and a real Prometheus's reading of the same run does not contradict"
     job_slos = f"job errors == 0, job duration ratio <= {params.job_duration_ratio_max:g}, " if jobs else ""
     return (
         f"canary SLOs on synthetic local load: p99 ratio <= {params.p99_ratio_max:g}, "
         f"5xx < {params.error_rate_max:g}, ImportError == 0, {job_slos}CPU <= {params.cpu_percent_max:g} %, "
-        f"MEM <= {params.mem_percent_max:g} %"
+        f"MEM <= {params.mem_percent_max:g} %" + (cross if params.cross_check_prometheus else "")
     )
 
 
