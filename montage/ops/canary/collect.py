@@ -199,13 +199,6 @@ def memory_limit() -> tuple[int, str]:
     return int(psutil.virtual_memory().total), f"host total memory ({found.reason})"
 
 
-def usable_cpus() -> tuple[float, str]:
-    quota = cgroup.read_cpu_quota()
-    if quota is not None:
-        return quota
-    return float(len(os.sched_getaffinity(0))), "sched_getaffinity"
-
-
 def scrape(base: str) -> dict[str, Any]:
     """``import_errors_total`` and the process metrics from ``/metrics`` (or the error)."""
     import httpx
@@ -320,7 +313,7 @@ def collect(
     clip = repo / CLIP_SOURCE
     if not clip.is_file():
         raise MontageError(f"{clip}: the canary's job input (a tiny real clip) is missing from the candidate tree.")
-    cpus, cpus_how = usable_cpus()
+    cpus, cpus_how = cgroup.usable_cpus()
     mem_limit, mem_how = memory_limit()
     b_env, c_env = dict(baseline_env or {}), dict(candidate_env or {})
     state = core_git.repo_state(repo)

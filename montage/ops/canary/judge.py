@@ -401,4 +401,27 @@ def _prometheus(metrics: dict[str, Any], slos: Params) -> list[SloResult]:
         count = round(max(imp["candidate"].values()))
         out.append(SloResult("import_errors", Verdict.PASS if count == 0 else Verdict.FAIL, count, "== 0",
                              f"liveness: {answered} requests answered"))  # fmt: skip
+    if int(metrics.get("schema", 2)) >= 3:  # documents before these two SLOs keep their verdicts
+        live = None if why_r else answered
+        out.append(_prom_gauge(metrics, "cpu", "cpu_percent", slos.cpu_percent_max, live, slos, "mean"))
+        out.append(_prom_gauge(metrics, "mem", "mem_percent", slos.mem_percent_max, live, slos, "peak"))
     return out
+
+
+def _prom_gauge(metrics: dict[str, Any], name: str, slo: str, limit: float, answered: int | None, slos: Params,
+                how: str) -> SloResult:  # fmt: skip
+    """CPU (the mean of the candidate's per-step utilisation) or memory (its peak step) against the bound."""
+    from montage.ops.canary import prometheus as prom
+
+    bound = f"<= {limit:g} %"
+    pts, why = prom.side_points(metrics, slo)
+    if why:
+        return SloResult(name, Verdict.INCONCLUSIVE, None, bound, why)
+    if answered is None or answered < slos.min_samples:
+        return SloResult(name, Verdict.INCONCLUSIVE, None, bound, f"no liveness: {answered} requests counted "
+                         f"(need {slos.min_samples})")  # fmt: skip
+    values = list(pts["candidate"].values())
+    value = round(sum(values) / len(values) if how == "mean" else max(values), 3)
+    verdict = Verdict.PASS if value <= limit else Verdict.FAIL
+    what = "the server process (not its render children)"
+    return SloResult(name, verdict, value, bound, f"{how} over {len(values)} steps of {what}")

@@ -75,7 +75,15 @@ QUERIES: dict[str, str] = {
         " * {step_s} or vector(0)"
     ),
     "import_errors": "sum(import_errors_total{{{selector}}})",
+    # the server process (prometheus_client's process collector: not its render children) against what the
+    # service says it may use; summed over a side's replicas: their mean utilisation; memory: the worst one
+    "cpu_percent": (
+        "100 * sum(rate(process_cpu_seconds_total{{{selector}}}[{range}]))"
+        " / sum(montage_cpu_usable_cores{{{selector}}})"
+    ),
+    "mem_percent": "100 * max(process_resident_memory_bytes{{{selector}}} / montage_memory_limit_bytes{{{selector}}})",
 }  # fmt: skip
+RESOURCE_SLOS = ("cpu_percent", "mem_percent")  # judged from schema-3 documents on (earlier ones had none)
 DEFAULT_SCRAPE_INTERVAL_S = 15.0  # Prometheus's own default scrape_interval
 PARTIAL_SHARE = 0.8  # fewer points than this share of the steps in the window: a partial series
 CROSS_SCRAPE_S = 1.0  # the cross-check's own Prometheus scrapes each side every second
@@ -160,7 +168,7 @@ def collect(
         for side, qs in queries.items()
     }
     return {
-        "schema": 2,
+        "schema": 3,
         "source": "prometheus",
         "synthetic": False,
         "note": f"series read from Prometheus at {base} (query_range)",

@@ -110,6 +110,10 @@ def test_the_canary_cross_checks_one_run_against_a_real_prometheus(tmp_path: Pat
     agree = _slo(same, "sources_agree")
     assert agree.verdict.value == "PASS", same.text(doc)
     assert _slo(same, "import_errors").verdict.value == "PASS"
+    # the server's CPU and memory, read from Prometheus too, against what each side says it may use
+    by_prom = {r.name: r for r in judge(cross, SLOS).slos}
+    assert by_prom["cpu"].verdict.value == by_prom["mem"].verdict.value == "PASS", judge(cross, SLOS).text(cross)
+    assert 0 < by_prom["cpu"].value < 100 and 0 < by_prom["mem"].value < 100
     # the window is the traffic's: Prometheus counted the requests the client sent (series appear with their
     # first request, so a kind first sent mid-run loses the requests before its first scrape)
     for side in ("baseline", "candidate"):
@@ -332,3 +336,44 @@ def test_cross_check_without_prometheus_records_why(tmp_path: Path, monkeypatch:
                                          "(Debian package prometheus; scripts/run_tests.py installs it)"}  # fmt: skip
     finally:
         cross.stop()
+
+
+def test_cpu_and_memory_from_prometheus() -> None:
+    """Schema-3 documents carry the server's CPU and memory series: judged like the local gauges (CPU the
+    mean step, memory the peak one), INCONCLUSIVE without a series or liveness; schema-2 ones keep
+    their verdicts (no such rows)."""
+    doc = _cross_doc(1.0)
+    assert [r.name for r in judge(doc, SLOS).slos] == ["p99_latency_ratio", "error_rate_5xx", "import_errors"]
+
+    def with_resources(cpu: list[float] | None, mem: list[float], requests: float = 100.0) -> dict[str, Any]:
+        new = _cross_doc(1.0, requests=requests)
+        ts = [t for t, _ in new["series"]["baseline"]["requests"]["data"]["result"][0]["values"]]
+
+        def answer(values: list[float]) -> dict[str, Any]:
+            pairs = [[t, str(v)] for t, v in zip(ts, values, strict=True)]
+            return {"data": {"resultType": "matrix", "result": [{"metric": {}, "values": pairs}]}}
+
+        for side in ("baseline", "candidate"):
+            if cpu is not None:
+                new["series"][side]["cpu_percent"] = answer(cpu)
+            new["series"][side]["mem_percent"] = answer(mem)
+        return {**new, "schema": 3}
+
+    def rows(d: dict[str, Any]) -> dict[str, Any]:
+        return {r.name: r for r in judge(d, SLOS).slos}
+
+    ok = rows(with_resources([20.0] * 6 + [40.0] * 6, [1.0] * 11 + [2.5]))
+    assert (ok["cpu"].verdict.value, ok["cpu"].value) == ("PASS", 30.0) and "mean over 12 steps" in ok["cpu"].detail
+    assert (ok["mem"].verdict.value, ok["mem"].value) == ("PASS", 2.5)
+    busy = rows(with_resources([70.0] * 6 + [95.0] * 6, [50.0] * 11 + [90.0]))
+    assert (busy["cpu"].verdict.value, busy["cpu"].value) == ("FAIL", 82.5)
+    assert (busy["mem"].verdict.value, busy["mem"].value) == ("FAIL", 90.0)  # one step over the limit is enough
+    missing = rows(with_resources(None, [1.0] * 12))
+    assert (
+        missing["cpu"].verdict.value == "INCONCLUSIVE" and "no baseline series for cpu_percent" in missing["cpu"].detail
+    )
+    idle = rows(with_resources([1.0] * 12, [1.0] * 12, requests=5.0))  # 60 requests: no liveness
+    assert idle["cpu"].verdict.value == idle["mem"].verdict.value == "INCONCLUSIVE" and "liveness" in idle["cpu"].detail
+    q = prometheus.resolve(prometheus.QUERIES["cpu_percent"], 'track="canary"', 60, 15)
+    assert q == ('100 * sum(rate(process_cpu_seconds_total{track="canary"}[75s])) '
+                 '/ sum(montage_cpu_usable_cores{track="canary"})')  # fmt: skip
