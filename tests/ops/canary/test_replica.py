@@ -15,12 +15,14 @@ import pytest
 from pydantic import ValidationError
 
 from montage.core import git as core_git
-from montage.errors import ExitCode
+from montage.db.pgtemp import find_bindir
+from montage.errors import ExitCode, ToolMissing
 from montage.ops.canary import cli, controls, pgsides
 from montage.ops.canary.collect import masked, side_env
 from montage.ops.canary.judge import judge
 from montage.ops.checks import canary as kind
 from montage.ops.checks.base import CheckContext, ControlNotApplicable, Verdict
+from tests.conftest import missing_tool
 
 from .conftest import MakeMetrics
 
@@ -248,6 +250,10 @@ def _refused(url: str) -> bool:
 
 
 def _run(tmp_path: Path, control: str | None) -> tuple[dict[str, Any], str, Verdict]:
+    try:
+        find_bindir()
+    except ToolMissing as exc:  # as tests/pg: fail under CI, skip elsewhere
+        missing_tool(str(exc))
     repo = _clone(tmp_path)
     evidence = tmp_path / "evidence"
     evidence.mkdir()
