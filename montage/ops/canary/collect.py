@@ -8,14 +8,18 @@ silently):
 
 1. this process's environment minus ``MONTAGE_*``, ``COV_*``, ``COVERAGE_*`` and ``USE_SETTINGS_V2``
    (the outer run's settings and coverage; the names removed are recorded under ``env.stripped``);
-2. the canary's own settings for the side: its SQLite database, data directory, media root and flags
-   file in a temporary directory, both as settings_v2 names and as the legacy loader's flat names
+2. the canary's own settings for the side: its SQLite database (with ``database="postgres"``: its
+   own database on the throwaway primary, see :mod:`montage.ops.canary.pgsides`), data directory,
+   media root and flags file in a temporary directory, both as settings_v2 names and as the legacy loader's flat names
    (so a ``USE_SETTINGS_V2=false`` side uses them too), ``USE_SETTINGS_V2=true``, ``PYTHONPATH`` at
    the side's tree, and ``MONTAGE_ENV_FILE=`` and ``MONTAGE_SECRETS_DIR=`` (empty: no ``.env`` and no
    secrets directory is read, so a stray ``.env`` in either tree changes nothing; whether a tree has
    one is recorded under ``dotenv``);
 3. the side's ``baseline_env`` / ``candidate_env`` (``with:`` or ``--baseline-env K=V``), so a
-   flag canary can set anything, including the database (phase 5's primary + standby);
+   flag canary can set anything, including the database; with ``database="postgres"`` their values'
+   ``{pg_primary}`` / ``{pg_standby}`` are replaced by this side's URLs (phase 5's replica canary:
+   ``MONTAGE_REPLICA__URL={pg_standby}``); recorded expanded under ``env`` (URL passwords masked)
+   and as written under ``env_overrides``;
 4. candidate only, last: when the candidate tree holds the negative controls' overlay directory
    (:data:`montage.ops.canary.controls.OVERLAY`, written by ``phase.selftest``), it is put first on
    the candidate's ``PYTHONPATH`` (whatever layers 2-3 set it to) and recorded under
@@ -26,8 +30,9 @@ Each side's effective configuration (``/v1/admin/config``, secrets masked, with 
 is stored, so the document shows what each side actually read.  Request ``i`` of the plan goes to
 both sides back to back (the side that goes first alternates), so both see the same neighbour
 noise.  Per side we keep every request's kind, status (0 = unanswered) and client-side latency, every
-job's final state and run time, a ``/metrics`` scrape before and after, and the server process
-tree's CPU time and peak RSS (psutil) against the usable CPUs and the memory limit.
+job's final state and run time, a ``/metrics`` scrape before and after (with the database routing
+counters, summarised under ``replica``), and the server process tree's CPU time and peak RSS
+(psutil) against the usable CPUs and the memory limit.
 
 ``cross_check_prometheus``: a real Prometheus also scrapes both sides during the run
 (:func:`montage.ops.canary.prometheus.scraper`), and the traffic window read back from it with
@@ -52,9 +57,9 @@ from typing import Any
 from montage.core import cgroup, loopback, proc
 from montage.core import git as core_git
 from montage.core.files import sha256_file
-from montage.errors import MontageError
-from montage.ops.canary import traffic
-from montage.ops.canary.judge import SYNTHETIC_NOTE
+from montage.errors import MontageError, UsageError
+from montage.ops.canary import pgsides, traffic
+from montage.ops.canary.judge import SYNTHETIC_NOTE, replica_record
 
 UNSET_PREFIXES = ("MONTAGE_", "COV_", "COVERAGE_")  # the outer run's settings and coverage never leak in
 UNSET_NAMES = ("USE_SETTINGS_V2",)
@@ -83,9 +88,12 @@ def stripped_names() -> list[str]:
     return sorted(k for k in os.environ if k.startswith(UNSET_PREFIXES) or k in UNSET_NAMES)
 
 
-def side_env(tree: Path, work: Path, workers: int, overrides: Mapping[str, str]) -> dict[str, str]:
-    """Layers 2 and 3 of the module docstring: what the canary sets for a side (inherited vars excluded)."""
-    db = f"sqlite+aiosqlite:///{work / 'montage.db'}"
+def side_env(
+    tree: Path, work: Path, workers: int, overrides: Mapping[str, str], db_url: str | None = None
+) -> dict[str, str]:
+    """Layers 2 and 3 of the module docstring: what the canary sets for a side (inherited vars excluded).
+    ``db_url``: the side's database (default: a SQLite file in its work directory)."""
+    db = db_url or f"sqlite+aiosqlite:///{work / 'montage.db'}"
     env = {
         "PYTHONPATH": str(tree),
         "MONTAGE_DB__URL": db,
@@ -105,8 +113,11 @@ def side_env(tree: Path, work: Path, workers: int, overrides: Mapping[str, str])
 
 
 def masked(env: Mapping[str, str]) -> dict[str, str]:
-    """``env`` as recorded: values of names that look secret are masked."""
-    return {k: ("***" if any(w in k.upper() for w in SECRET_WORDS) else v) for k, v in sorted(env.items())}
+    """``env`` as recorded: values of names that look secret are masked, and so is the password of
+    every URL (``scheme://user:***@host``)."""
+    return {
+        k: ("***" if any(w in k.upper() for w in SECRET_WORDS) else pgsides.mask_url(v)) for k, v in sorted(env.items())
+    }
 
 
 def _dotenv(tree: Path) -> dict[str, Any]:
@@ -200,7 +211,8 @@ def memory_limit() -> tuple[int, str]:
 
 
 def scrape(base: str) -> dict[str, Any]:
-    """``import_errors_total`` and the process metrics from ``/metrics`` (or the error)."""
+    """``import_errors_total``, the process metrics and the database routing counters (``db_reads`` by
+    target, ``db_replica_fallbacks``) from ``/metrics`` (or the error)."""
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -220,6 +232,10 @@ def scrape(base: str) -> dict[str, Any]:
                 out["import_errors_total"] = out.get("import_errors_total", 0) + int(s.value)
             elif s.name in ("process_cpu_seconds_total", "process_resident_memory_bytes"):
                 out[s.name] = s.value
+            elif s.name == "montage_db_reads_total":  # reads by target: primary / replica
+                out.setdefault("db_reads", {})[s.labels.get("target", "")] = int(s.value)
+            elif s.name == "montage_db_replica_fallbacks_total":
+                out["db_replica_fallbacks"] = int(s.value)
     out["import_errors_by_module"] = by_module
     return out
 
@@ -303,11 +319,15 @@ def collect(
     startup_timeout_s: float = 60.0,
     warmup: int = 14,
     cross_check_prometheus: bool = False,
+    database: str = "sqlite",
+    pg_bindir: str | None = None,
 ) -> dict[str, Any]:
     """Run the local canary and return the ``canary_metrics.json`` document.
 
     ``baseline_ref=None``: the baseline serves the candidate's own tree (a flag canary: the sides
-    differ only in ``baseline_env`` / ``candidate_env``)."""
+    differ only in ``baseline_env`` / ``candidate_env``).  ``database="postgres"``: both sides on a
+    throwaway primary + hot standby (:mod:`montage.ops.canary.pgsides`; ``pg_bindir``: its server
+    binaries), :class:`~montage.ops.canary.pgsides.DatabaseUnavailable` when it cannot be had."""
     import httpx
 
     clip = repo / CLIP_SOURCE
@@ -316,6 +336,10 @@ def collect(
     cpus, cpus_how = cgroup.usable_cpus()
     mem_limit, mem_how = memory_limit()
     b_env, c_env = dict(baseline_env or {}), dict(candidate_env or {})
+    if database not in ("sqlite", pgsides.POSTGRES):
+        raise UsageError(f"database {database!r}: expected sqlite or {pgsides.POSTGRES}.")
+    for where, env in (("baseline_env", b_env), ("candidate_env", c_env)):
+        pgsides.check_placeholders(env, where, database)
     state = core_git.repo_state(repo)
     head, dirty = state.commit or "", bool(state.dirty)
     with (
@@ -325,7 +349,14 @@ def collect(
             if baseline_ref is None
             else core_git.temporary_worktree(repo, baseline_ref, prefix="montage-canary-", name="baseline-tree")
         ) as worktree,
+        contextlib.ExitStack() as stack,
     ):
+        cluster, dbs, db_record = None, {}, {"backend": "sqlite", "how": "a SQLite file per side"}
+        if database == pgsides.POSTGRES:
+            cluster = pgsides.start(pg_bindir)
+            stack.callback(cluster.stop)  # after the sides have stopped (their finally below), also on error
+            dbs = pgsides.side_databases(cluster, ["baseline", "candidate"])
+            db_record = pgsides.record(cluster, dbs)
         sides = [
             Side(
                 "baseline",
@@ -339,7 +370,9 @@ def collect(
         ]
         for s in sides:
             s.work.mkdir()
-            s.env_set = side_env(s.tree, s.work, workers, s.overrides)
+            db = dbs.get(s.name)
+            s.env_set = side_env(s.tree, s.work, workers, pgsides.expand(s.overrides, db),
+                                 db_url=db.primary if db else None)  # fmt: skip
         overlay = control_overlay(repo, sides[1].env_set)
         docs: dict[str, dict[str, Any]] = {}
         cross: dict[str, Any] | None = None
@@ -347,6 +380,8 @@ def collect(
         try:
             for s in sides:
                 _start(s, workers, startup_timeout_s, clip)
+            if cluster is not None:
+                cluster.wait_replayed()  # the standby holds both sides' migrated schemas before any read
             prom = _Cross(Path(tmp) / "prometheus", {s.name: s.base for s in sides}) if cross_check_prometheus else None
             ios = [s.io for s in sides if s.io is not None]
             with httpx.Client(timeout=30) as client:
@@ -428,6 +463,7 @@ def collect(
                 if s.name in docs:
                     docs[s.name]["serve_exit_code"] = rc
                     docs[s.name]["serve_log_tail"] = stderr_tail(s)
+                    docs[s.name]["replica"] = replica_record(docs[s.name], pgsides.routes_to_standby(s.overrides))
         tree_equal = baseline_ref is None or same_tree(repo, worktree.commit, head, dirty)
     env_equal = b_env == c_env and not overlay
     return {
@@ -459,6 +495,7 @@ def collect(
             "warmup": warmup,
             "kinds": list(traffic.KINDS),
         },
+        "database": db_record,
         "limits": {"cpus": cpus, "cpus_how": cpus_how, "mem_bytes": mem_limit, "mem_how": mem_how},
         "sides": docs,
         **({"prometheus_cross": cross} if cross_check_prometheus else {}),

@@ -112,8 +112,8 @@ def test_prometheus_source_has_nothing_to_change(tmp_path: Path) -> None:
     assert not (tmp_path / controls.OVERLAY).exists()
 
 
-def test_the_kind_declares_the_three_controls_expecting_fail() -> None:
-    assert [c.name for c in kind.CONTROLS] == ["slow", "5xx", "broken-import"]
+def test_the_kind_declares_its_four_controls_expecting_fail() -> None:
+    assert [c.name for c in kind.CONTROLS] == ["slow", "5xx", "broken-import", "dead-replica"]
     assert all(c.expect == (Verdict.FAIL,) and not c.fast for c in kind.CONTROLS)
 
 
