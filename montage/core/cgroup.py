@@ -14,6 +14,7 @@ needs psutil, is the caller's: see :mod:`montage.runtime.memory_manager`).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -315,3 +316,11 @@ def read_cpu_quota(root: Path = Path("/")) -> tuple[float, str] | None:
         if best is None or cpus < best[0]:
             best = (cpus, f"cgroup v2 {_display(root, directory / 'cpu.max')}")
     return best
+
+
+def usable_cpus(root: Path = Path("/")) -> tuple[float, str]:
+    """CPUs this process may use and where that came from: the cgroup v2 quota, else its CPU affinity."""
+    quota = read_cpu_quota(root)
+    if quota is not None:
+        return quota
+    return float(len(os.sched_getaffinity(0))), "sched_getaffinity"

@@ -32,14 +32,29 @@ def _phase_number(raw: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name.  The subcommands' copies default to
+    SUPPRESS: argparse lets a subparser's defaults overwrite what the main parser parsed, so
+    ``--proofs-dir X selftest 5`` silently wrote into the real proofs/ (the subcommand's None won)."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    common.add_argument("--repo-root", type=Path, default=None, help="repository root (default: found from cwd)")
-    common.add_argument("--phases-dir", type=Path, default=None, help="default: <root>/phases")
-    common.add_argument("--proofs-dir", type=Path, default=None, help="default: <root>/proofs")
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser = argparse.ArgumentParser(prog=PROG, description="Montage phase gates.", parents=[common])
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    common.add_argument("--json", action="store_true", default=default(False), help="machine-readable output on stdout")
+    common.add_argument(
+        "--repo-root", type=Path, default=default(None), help="repository root (default: found from cwd)"
+    )
+    common.add_argument("--phases-dir", type=Path, default=default(None), help="default: <root>/phases")
+    common.add_argument("--proofs-dir", type=Path, default=default(None), help="default: <root>/proofs")
+    common.add_argument("--debug", action="store_true", default=default(False), help="show tracebacks")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(defaults=False)
+    parser = argparse.ArgumentParser(prog=PROG, description="Montage phase gates.",
+                                     parents=[_common_options(defaults=True)])  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("list", parents=[common], help="list the phases")
     sub.add_parser("status", parents=[common], help="state of every phase (TAMPERED > STALE > OVERRIDDEN > verdict)")

@@ -140,9 +140,10 @@ def _plots(view_id: int, manifest: Manifest, latest: Path, bundle: str) -> list[
             )
             drawn = coverage_plot(stem, mods, limits, source)
         elif c.kind == "canary":
-            metrics = read_json(latest / c.evidence_dir / "canary_metrics.json")
+            name = f"{specs.get(c.id, {}).get('evidence_name', 'canary')}_metrics.json"  # the kind's file name
+            metrics = read_json(latest / c.evidence_dir / name)
             if isinstance(metrics, dict):
-                drawn = canary_plot(stem, metrics, f"{where}/canary_metrics.json")
+                drawn = canary_plot(stem, metrics, f"{where}/{name}")
         elif c.kind == "perf_guard":
             report = read_json(latest / c.evidence_dir / "perf_report.json")
             rows = [r for r in read_jsonl(latest / c.evidence_dir / "history.jsonl") if "fps_interval" in r]

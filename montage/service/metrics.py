@@ -7,6 +7,7 @@ count), ``import_errors_total``, process CPU and memory, and statement counts pe
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -93,7 +94,18 @@ class _AppCollector(Collector):
             buckets.append(("+Inf", len(values)))
             hist.add_metric([state], buckets, sum(values))
         yield hist
+        cpus, how = _usable_cpus()
+        yield GaugeMetricFamily("montage_cpu_usable_cores", f"CPUs this process may use ({how}; read once)",
+                                value=cpus)  # fmt: skip
         yield from _memory_families(snap)
+
+
+@functools.cache
+def _usable_cpus() -> tuple[float, str]:
+    """Read once per process: a scrape must stay cheap, and a cgroup's CPU quota is set before it starts."""
+    from montage.core.cgroup import usable_cpus
+
+    return usable_cpus()
 
 
 def _memory_families(snap: JobSnapshot) -> Iterable[Any]:

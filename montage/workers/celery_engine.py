@@ -168,13 +168,13 @@ def run_task(task: Any, settings: Settings, worker_id: str, job_id: str, api_ver
     started = time.monotonic()
     outcome = asyncio.run(_handle(settings, worker_id, job_id, redelivered))
     task_metrics().observe(outcome, time.monotonic() - started)
-    if outcome == "not admitted":
+    if outcome in ("not admitted", "paused"):
         from celery.exceptions import MaxRetriesExceededError
 
         try:
             raise task.retry(countdown=ADMISSION_RETRY_S, max_retries=ADMISSION_MAX_RETRIES)
         except MaxRetriesExceededError:
-            log.warning("job %s: not admitted %d times; the relay publishes it again", job_id, ADMISSION_MAX_RETRIES)
+            log.warning("job %s: %s %d times; the relay publishes it again", job_id, outcome, ADMISSION_MAX_RETRIES)
     return outcome
 
 
@@ -183,7 +183,7 @@ async def _handle(settings: Settings, worker_id: str, job_id: str, redelivered: 
     from montage.db.database import Database
     from montage.runtime.admission import Admission, Waiting
     from montage.workers.executor import executor_from_settings
-    from montage.workers.worker import Worker, WorkerConfig
+    from montage.workers.worker import Worker, WorkerConfig, paused
 
     db = Database.from_settings(settings)
     try:
@@ -198,6 +198,9 @@ async def _handle(settings: Settings, worker_id: str, job_id: str, redelivered: 
         if job.state != "queued":
             log.info("job %s is %s: this delivery is a duplicate; nothing to do", job_id, job.state)
             return "duplicate"
+        if await paused(db, worker_id):  # WORKERS_PAUSED, as the local worker: back to the queue, unclaimed
+            log.info("job %s: workers are paused (WORKERS_PAUSED); back to the queue", job_id)
+            return "paused"
         # Memory admission (phase 6): the same formula and reservations as the local worker; a job that
         # does not fit goes back to the queue (task.retry) before it is claimed, so no attempt is used.
         admission = Admission.from_settings(settings) if settings.memory.admission else None

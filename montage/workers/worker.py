@@ -201,15 +201,7 @@ class Worker:
             await asyncio.wait_for(self.draining.wait(), timeout=self.config.poll_s)
 
     async def _paused(self) -> bool:
-        from montage.core.flags import FlagError, enabled
-
-        async with self.db.session() as session:
-            flags = await flagstore.get_flags(session)
-        try:
-            return enabled(flags, "WORKERS_PAUSED", "database flags table")
-        except FlagError as exc:  # unreadable pause switch: claim nothing until an operator fixes it
-            log.error("worker %s: %s; not claiming jobs", self.config.worker_id, exc)
-            return True
+        return await paused(self.db, self.config.worker_id)
 
     async def maintenance(self, *, force: bool = False) -> None:
         """Re-queue jobs whose lease expired; remove files of jobs past the retention period."""
@@ -382,3 +374,16 @@ def install_drain_handlers(worker: Worker) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_drain)
+
+
+async def paused(db: Database, worker_id: str) -> bool:
+    """The ``WORKERS_PAUSED`` flag from the database: every engine's worker checks it before it claims."""
+    from montage.core.flags import FlagError, enabled
+
+    async with db.session() as session:
+        flags = await flagstore.get_flags(session)
+    try:
+        return enabled(flags, "WORKERS_PAUSED", "database flags table")
+    except FlagError as exc:  # unreadable pause switch: claim nothing until an operator fixes it
+        log.error("worker %s: %s; not claiming jobs", worker_id, exc)
+        return True

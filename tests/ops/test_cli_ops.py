@@ -92,3 +92,19 @@ def test_pytest_rejudge_without_report_is_error(tmp_path: Path) -> None:
     (tmp_path / "junit.xml").write_text("<testsuite tests='3' failures='0' errors='0' skipped='0'/>")
     j = module.rejudge(params, tmp_path)
     assert j.verdict is Verdict.ERROR and "exited 2 although" in j.reason
+
+
+def test_common_options_count_before_and_after_the_command(
+    repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--proofs-dir X run 0`` writes into X: the subcommand's copy of the option used to overwrite the main
+    parser's value with its default, so the bundle went to the repository's real proofs/."""
+    from .conftest import simple_phase
+
+    repo.write("phases/00-first.yaml", simple_phase(0, "first"))
+    for where, argv in {"before": ["--proofs-dir", str(tmp_path / "before"), "run", "0", "--json"],
+                        "after": ["run", "0", "--json", "--proofs-dir", str(tmp_path / "after")]}.items():  # fmt: skip
+        assert repo.ops(*argv) == 0, where
+        assert str(tmp_path / where / "phase-00" / "runs") in json.loads(capsys.readouterr().out)["bundle"], where
+    assert not (repo.root / "proofs" / "phase-00").exists()
+    assert cli.build_parser().parse_args(["--json", "--debug", "list"]).json is True

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -187,10 +188,28 @@ def test_cancel_reaches_a_running_task(cluster: Cluster, api: Api) -> None:
     assert 'montage_celery_tasks_total{outcome="lost"} 1.0' in text, text
 
 
-def test_task_without_job_row_and_missing_input_fail_cleanly(cluster: Cluster, api: Api) -> None:
+def _dispatch_path(cluster: Cluster, dispatcher: Any, path: Path) -> str:
+    """A job for ``path`` created in the database and published, bypassing the API's input checks."""
     import asyncio
 
     from montage.db import jobs
+
+    async def go() -> str:
+        db = cluster.db
+        try:
+            async with db.begin() as session:
+                job = await jobs.create_job(session, input_path=str(path), uploaded=False, duration_s=1,
+                                            aspect="16:9")  # fmt: skip
+            await dispatcher.dispatch(db, job.id)
+            return str(job.id)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(go())
+
+
+def test_task_without_job_row_and_missing_input_fail_cleanly(cluster: Cluster, api: Api) -> None:
+
     from montage.workers.celery_engine import TASK_NAME, Dispatcher
 
     cluster.start_worker("m1")
@@ -205,18 +224,7 @@ def test_task_without_job_row_and_missing_input_fail_cleanly(cluster: Cluster, a
         # A job whose input is not on the worker's machine: bounded retries, then failed with the reason.
         missing = cluster.tmp_path / "media" / "gone.mp4"
 
-        async def submit() -> str:
-            db = cluster.db
-            try:
-                async with db.begin() as session:
-                    job = await jobs.create_job(session, input_path=str(missing), uploaded=False, duration_s=1,
-                                                aspect="16:9")  # fmt: skip
-                await dispatcher.dispatch(db, job.id)
-                return job.id
-            finally:
-                await db.dispose()
-
-        job_id = asyncio.run(submit())
+        job_id = _dispatch_path(cluster, dispatcher, missing)
         job = wait_state(cluster, job_id, {"failed", "succeeded"}, 60)
         assert job.state == "failed" and job.attempts == 3
         assert f"input file {missing} does not exist on worker host" in job.error
@@ -227,6 +235,53 @@ def test_task_without_job_row_and_missing_input_fail_cleanly(cluster: Cluster, a
     good = api.submit("clip.mp4", 1)
     wait_state(cluster, good, {"succeeded", "failed"}, 60)
     _one_result(cluster, good)
+
+
+def test_pause_timeout_and_renderer_failure_as_the_local_worker(cluster: Cluster, api: Api) -> None:
+    """tests/workers/test_worker.py's pause, timeout and renderer-failure cases, through Celery tasks."""
+    import asyncio
+
+    from montage.db import flagstore
+    from montage.workers.celery_engine import Dispatcher
+
+    async def put_paused(value: bool) -> None:
+        db = cluster.db
+        try:
+            async with db.begin() as session:
+                await flagstore.put_flag(session, "WORKERS_PAUSED", value)
+        finally:
+            await db.dispose()
+
+    cluster.env["MONTAGE_SERVICE__JOB_TIMEOUT_S"] = "2"
+    cluster.start_worker("m1")
+    # WORKERS_PAUSED: the task goes back to the queue unclaimed (no attempt used) until the flag is cleared
+    asyncio.run(put_paused(True))
+    job_id = api.submit("clip.mp4", 1)
+    wait_for(lambda: "workers are paused" in cluster.log("m1"), 30, "the task to see the pause")
+    time.sleep(2)
+    job = cluster.job(job_id)
+    assert (job.state, job.attempts) == ("queued", 0), (job.state, job.attempts)
+    asyncio.run(put_paused(False))
+    wait_state(cluster, job_id, {"succeeded", "failed"}, 90)
+    _one_result(cluster, job_id)
+    # a render longer than service.job_timeout_s: killed with its process group, the job failed
+    slow = api.submit("clip.mp4", 8)
+    job = wait_state(cluster, slow, {"succeeded", "failed"}, 60)
+    assert job.state == "failed" and "timed out" in (job.error or ""), job.error
+    pgid = next(d["pgid"] for k, d in cluster.events(slow) if k == "spawned")
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+    # a renderer that fails (not a video): the job failed with the renderer's stderr tail
+    bad = cluster.tmp_path / "media" / "bad.mp4"
+    bad.write_bytes(b"this is not a video")
+    dispatcher = Dispatcher(cluster.settings().settings)
+    try:
+        failed = _dispatch_path(cluster, dispatcher, bad)
+    finally:
+        dispatcher.close()
+    job = wait_state(cluster, failed, {"succeeded", "failed"}, 60)
+    error = job.error or ""
+    assert job.state == "failed" and "renderer exited" in error and "bad.mp4" in error, error
 
 
 def test_worker_warm_shutdown_finishes_its_job(cluster: Cluster, api: Api) -> None:

@@ -1,10 +1,14 @@
 """``python -m montage.ops.canary {collect,evaluate}``: the canary's thin command line.
 
 ``collect [--phase N] [--baseline-ref REF] [--baseline-env K=V]... [--candidate-env K=V]...
-[--requests N] [--jobs N] [--max-duration-s S] [-o canary_metrics.json]``
+[--database sqlite|postgres] [--pg-bindir DIR] [--requests N] [--jobs N] [--max-duration-s S]
+[-o canary_metrics.json]``
     runs the local canary (synthetic loopback load, real jobs) and writes the raw samples.  The
     baseline is ``--baseline-ref``, else the commit of phase N's last PASS run (``--phase``),
     else ``HEAD``; ``--*-env`` (repeatable) are applied to that side after the canary's own settings.
+    ``--database postgres``: both sides on a throwaway PostgreSQL primary + hot standby, a database
+    each, whose URLs ``--*-env`` values may name as ``{pg_primary}`` / ``{pg_standby}``; when it
+    cannot start, the document says why and collect exits 3 (INCONCLUSIVE).
 ``evaluate canary_metrics.json [-o evaluate_canary.out]``
     judges stored samples against the SLOs; exit 0 PASS, 4 PARTIAL, 1 FAIL, 3 INCONCLUSIVE
     (montage/errors.py), 2 for an unreadable input.
@@ -46,7 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     for side in ("baseline", "candidate"):
         col.add_argument(f"--{side}-env", action="append", default=[], metavar="K=V",
                          help=f"set K=V for the {side} side, after the canary's own settings (repeatable)")  # fmt: skip
+    col.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default=d.database,
+        help="postgres: a throwaway primary + hot standby; --*-env may use {pg_primary}/{pg_standby}",
+    )
+    col.add_argument("--pg-bindir", default=None,
+                     help="postgres: server binaries (default $MONTAGE_TEST_PG_BIN, else the Debian path)")  # fmt: skip
     col.add_argument("--source", choices=("local", "prometheus"), default="local")
+    col.add_argument("--cross-check-prometheus", action="store_true",
+                     help="local: a real Prometheus also scrapes both sides; judged again from its series")  # fmt: skip
     col.add_argument("--window", default="2h", help="prometheus: the window read (90s, 30m, 2h)")
     col.add_argument("--step", default="60s", help="prometheus: the query step")
     col.add_argument("--scrape-interval", default="15s",
@@ -93,8 +107,9 @@ def seconds(raw: str, option: str) -> float:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from montage.core.files import atomic_write_text
-    from montage.ops.canary import baseline
+    from montage.ops.canary import baseline, pgsides
     from montage.ops.canary.collect import collect
+    from montage.ops.canary.judge import SYNTHETIC_NOTE, comparison_line
 
     if args.source == "prometheus":
         from montage.ops.canary import prometheus
@@ -119,16 +134,21 @@ def cmd_collect(args: argparse.Namespace) -> int:
     else:
         # no --phase and no --baseline-ref: HEAD, i.e. the uncommitted change (A/A on a clean tree, and then it says so)
         chosen = baseline.resolve(repo, phase_id=args.phase, explicit=args.baseline_ref, fallback="HEAD")
-    metrics = collect(
-        repo, baseline_ref=chosen.ref, baseline_how=chosen.how, baseline_env=b_env, candidate_env=c_env,
-        requests=args.requests, jobs=args.jobs, workers=args.workers, max_duration_s=args.max_duration_s,
-        drain_s=args.drain_s,
-    )  # fmt: skip
+    try:
+        metrics = collect(
+            repo, baseline_ref=chosen.ref, baseline_how=chosen.how, baseline_env=b_env, candidate_env=c_env,
+            requests=args.requests, jobs=args.jobs, workers=args.workers, max_duration_s=args.max_duration_s,
+            drain_s=args.drain_s, database=args.database, pg_bindir=args.pg_bindir,
+            cross_check_prometheus=args.cross_check_prometheus,
+        )  # fmt: skip
+    except pgsides.DatabaseUnavailable as exc:
+        atomic_write_text(args.output, json.dumps(pgsides.unavailable_document(str(exc), note=SYNTHETIC_NOTE),
+                                                  sort_keys=True, indent=2) + "\n")  # fmt: skip
+        print(f"{args.output}: INCONCLUSIVE, nothing measured: {exc}", file=sys.stderr)
+        return int(ExitCode.INCONCLUSIVE)
     atomic_write_text(args.output, json.dumps(metrics, sort_keys=True, indent=2) + "\n")
     sent = {k: len(v["samples"]["status"]) for k, v in metrics["sides"].items()}
     print(f"{args.output}: {sent} requests per side ({metrics['note']})")
-    from montage.ops.canary.judge import comparison_line
-
     print(comparison_line(metrics))
     return 0
 

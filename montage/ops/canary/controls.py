@@ -17,7 +17,11 @@ directory) and a same-code baseline is given no overlay.
   (the harness's ``/metrics`` and ``/v1/admin/config`` reads excepted, so the import counts and the
   configuration stay measurable);
 * ``broken-import``: a shadow ``av`` module (PyAV, imported lazily by the render path) whose import
-  raises ImportError, which the ``montage serve`` start-up import probe counts.
+  raises ImportError, which the ``montage serve`` start-up import probe counts;
+* ``dead-replica`` (only for ``database: postgres`` with a candidate handed ``{pg_standby}``): a
+  ``sitecustomize.py`` that points the candidate's configured read replica (``MONTAGE_REPLICA__URL``
+  / legacy ``REPLICA_DATABASE_URL``, whichever is set) at :data:`DEAD_REPLICA_URL`, a closed port, so
+  every replica-routed read falls back to the primary: the ``replica_routing`` SLO must FAIL.
 
 :data:`CALIBRATION` holds the sizes ``scripts/calibrate_canary.py`` measures the canary with (issue
 14's +30 % p99 as a shift of every request and as a tail-only shift, 2 % 5xx, the failing import),
@@ -97,15 +101,27 @@ BROKEN_IMPORT = '"""Negative control (phase.selftest, canary broken-import): sha
     'raise ImportError("negative control: a broken PyAV build")\n'
 )
 
+DEAD_REPLICA_URL = "postgresql+asyncpg://montage@127.0.0.1:1/dead_replica"  # port 1: nothing listens
+DEAD_REPLICA = f'''"""Negative control (phase.selftest, canary dead-replica): loaded by the candidate only."""
+
+import os
+
+for _name in ("MONTAGE_REPLICA__URL", "REPLICA_DATABASE_URL"):
+    if os.environ.get(_name):
+        os.environ[_name] = {DEAD_REPLICA_URL!r}
+'''
+
 FILES = {
     "slow": ("sitecustomize.py", SLOW),
     "5xx": ("sitecustomize.py", FIVE_XX),
     "broken-import": ("av.py", BROKEN_IMPORT),
+    "dead-replica": ("sitecustomize.py", DEAD_REPLICA),
 }
 WHAT = {
     "slow": f"the candidate holds every response {SLOW_DELAY_S * 1000:g} ms + {SLOW_FACTOR:.0%} of its handling time",
     "5xx": f"the candidate answers 500 to every {FAIL_EVERY}th request ({100 / FAIL_EVERY:g} %)",
     "broken-import": "the candidate's lazily imported PyAV (av) fails to import",
+    "dead-replica": "the candidate's read replica URL points at a closed port (every replica read falls back)",
 }
 
 # Sizes the calibration needs (scripts/calibrate_canary.py, montage/ops/canary/calibrate.py): the issue's
@@ -135,6 +151,16 @@ def apply(tree: Path, params: Any, name: str) -> str:
             f"source {params.source}: the canary reads a fleet's series, and there is nothing on the fleet to "
             "change from here (deploy a degraded candidate behind candidate_selector to self-test it)"
         )
+    if name == "dead-replica":
+        from montage.ops.canary import pgsides
+
+        if getattr(params, "database", "sqlite") != pgsides.POSTGRES or not pgsides.routes_to_standby(
+            getattr(params, "candidate_env", {})
+        ):
+            raise ControlNotApplicable(
+                "the candidate routes no reads to a replica here (it needs database: postgres and a "
+                "candidate_env handing it {pg_standby})"
+            )
     return write(tree, name)
 
 

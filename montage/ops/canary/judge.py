@@ -32,6 +32,28 @@ are the SLO matrix and the decision config), all about the *candidate*:
 ``cpu`` / ``mem``
     the candidate's server process tree: CPU time over the traffic window as a percentage of the
     usable CPUs, and peak RSS as a percentage of the memory limit; at or below the bound passes.
+``sources_agree`` (only in a document with ``prometheus_cross``: the canary's cross-check)
+    the same run's traffic window judged again from a real Prometheus's series (the rules of the
+    ``prometheus`` source) for p99, 5xx and ImportError.  PASS when Prometheus measured all three and
+    no SLO is PASS by one source and FAIL by the other; INCONCLUSIVE when they contradict (one of the
+    two measurements is wrong, and which one is not known) or Prometheus measured nothing (missing,
+    failed to start, empty series).  Never FAIL: a disagreement says nothing against the candidate.
+    Only this row counts: the Prometheus rows themselves are shown in its detail, not judged again
+    (the SLO matrix's error rates are calibrated for one source).
+``replica_routing`` (documents with a ``database`` record, when a side routes reads to a replica)
+    evidence that replica routing switched something: from each side's ``/metrics`` scrapes, the reads
+    served by the replica (``montage_db_reads{target="replica"}``) and the reads retried on the primary
+    after a replica error (``montage_db_replica_fallbacks``) over the traffic window.  A side routes
+    when its effective configuration has a ``replica.url`` and a ``read_fraction`` above 0, and is
+    expected to when its ``*_env`` hands it ``{pg_standby}``.  FAIL when the candidate's fallbacks
+    exceed ``replica_fallback_share_max`` of its replica-routed reads (replica + fallbacks: the
+    replica it was given does not serve); INCONCLUSIVE when a side expected to route does not, when
+    a routing side served 0 reads from the replica (the flag switched nothing measurable: an A/A test
+    in disguise), or when the counters were not scraped; else PASS.  The baseline's counts are shown
+    and can make the row INCONCLUSIVE, never FAIL (the SLOs are about the candidate).
+
+A document whose PostgreSQL primary + standby could not be started (``database.error``) is
+INCONCLUSIVE, naming why: nothing was measured.
 
 The overall verdict is PASS when every SLO passes, FAIL when any fails, INCONCLUSIVE when none
 could be decided (nothing measured), else PARTIAL.  The same input and seed give the same result,
@@ -70,16 +92,21 @@ class CanaryVerdict:
     def text(self, metrics: dict[str, Any]) -> str:
         lines = [self.verdict, *(r.line() for r in self.slos)]
         if metrics.get("source") == "prometheus":
-            prom = metrics["prometheus"]
-            # documents before the rate range (rate over [step]) have no range and keep their old line
-            ranged = f", rate range {prom['range']} (scrape {prom['scrape_interval_s']:g} s)" if "range" in prom else ""
-            lines.append(
-                f"source: {metrics['note']}, {prom['start']} to {prom['end']} step {prom['step_s']:g} s{ranged}"
-            )
+            lines.append(f"source: {_window_line(metrics)}")
+            return "\n".join(lines) + "\n"
+        database = metrics.get("database") or {}
+        if database.get("error"):
+            lines.append(f"database: {database['how']}: unavailable ({database['error']})")
+            lines.append(f"load: none sent ({metrics.get('note', SYNTHETIC_NOTE)})")
             return "\n".join(lines) + "\n"
         sent = {s: len(metrics["sides"][s]["samples"]["status"]) for s in ("baseline", "candidate")}
         lines.append(comparison_line(metrics))
+        if database:  # documents before the database record keep their old text
+            lines.append(database_line(metrics))
         lines.append(f"load: {metrics.get('note', SYNTHETIC_NOTE)}; requests sent per side {sent}")
+        cross = metrics.get("prometheus_cross")
+        if cross is not None:
+            lines.append(f"cross-check: {cross['error'] if 'error' in cross else _window_line(cross)}")
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +117,14 @@ class CanaryVerdict:
                 for r in self.slos
             },
         }
+
+
+def _window_line(metrics: dict[str, Any]) -> str:
+    """Where a ``source: prometheus`` document's series came from: note, time range, step, rate range."""
+    prom = metrics["prometheus"]
+    # documents before the rate range (rate over [step]) have no range and keep their old line
+    ranged = f", rate range {prom['range']} (scrape {prom['scrape_interval_s']:g} s)" if "range" in prom else ""
+    return f"{metrics['note']}, {prom['start']} to {prom['end']} step {prom['step_s']:g} s{ranged}"
 
 
 def comparison_line(metrics: dict[str, Any]) -> str:
@@ -104,6 +139,24 @@ def comparison_line(metrics: dict[str, Any]) -> str:
     return f"comparison: {what}: baseline {base} ({comp['baseline_how']}); {tree}; {env}"
 
 
+def database_line(metrics: dict[str, Any]) -> str:
+    """``database: ...``: what the sides ran against and each side's replica routing counts."""
+    database = metrics["database"]
+    parts = []
+    for name in ("baseline", "candidate"):
+        side = metrics["sides"][name]
+        rec = replica_record(side, bool((side.get("replica") or {}).get("expected")))
+        c = rec["counts"]
+        counts = (
+            "not scraped"
+            if c is None
+            else (f"{c['primary_reads']} primary reads, {c['replica_reads']} replica reads, {c['fallbacks']} fallbacks")
+        )
+        routing = f"replica routing on (read_fraction {rec['read_fraction']})" if rec["routing"] else "primary only"
+        parts.append(f"{name} {routing}: {counts}")
+    return f"database: {database['how']}; " + "; ".join(parts)
+
+
 def is_aa(metrics: dict[str, Any]) -> bool:
     return bool((metrics.get("comparison") or {}).get("aa"))
 
@@ -116,6 +169,11 @@ def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
     """The verdict of a ``canary_metrics.json`` document (raises KeyError/TypeError on a bad one)."""
     if metrics.get("source") == "prometheus":
         return _overall(_prometheus(metrics, slos))
+    database = metrics.get("database") or {}
+    if database.get("error"):
+        why = f"not measured: {database['error']}"
+        return CanaryVerdict(Verdict.INCONCLUSIVE, [SloResult("database", Verdict.INCONCLUSIVE, None,
+                                                              "a PostgreSQL primary + hot standby", why)])  # fmt: skip
     base, cand = metrics["sides"]["baseline"], metrics["sides"]["candidate"]
     schema = int(metrics.get("schema", 1))
     latency = _latency(base, cand, slos) if schema >= 2 else _latency_pooled_v1(base, cand, slos)
@@ -130,7 +188,115 @@ def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
         _gauge(cand, "cpu", "cpu_percent", slos.cpu_percent_max, slos),
         _gauge(cand, "mem", "mem_percent", slos.mem_percent_max, slos),
     ]
+    if database and any(_routes(side) for side in (base, cand)):
+        results.append(_replica(base, cand, slos))
+    if "prometheus_cross" in metrics:
+        results.append(_sources_agree(metrics["prometheus_cross"], results, slos))
     return _overall(results)
+
+
+CROSS_SLOS = ("p99_latency_ratio", "error_rate_5xx", "import_errors")
+
+
+def _sources_agree(cross: dict[str, Any], local_rows: list[SloResult], slos: Params) -> SloResult:
+    """The ``sources_agree`` row: the local verdicts against the same window judged from Prometheus."""
+    bound = "measured by both; no SLO PASS by one source and FAIL by the other"
+    if "error" in cross:
+        return SloResult("sources_agree", Verdict.INCONCLUSIVE, None, bound, f"not measured: {cross['error']}")
+    local = {r.name: r for r in local_rows}
+    prom = {r.name: r for r in _prometheus(cross, slos)}
+    value: dict[str, Any] = {
+        n: {"local": local[n].verdict.value, "prometheus": prom[n].verdict.value} for n in CROSS_SLOS
+    }
+    lv, pv = local["p99_latency_ratio"].value, prom["p99_latency_ratio"].value
+    if lv is not None and pv is not None and lv["ratio"] > 0:
+        value["p99_latency_ratio"].update(local_ratio=lv["ratio"], prometheus_ratio=pv["ratio"],
+                                          gap=round(abs(pv["ratio"] - lv["ratio"]) / lv["ratio"], 4))  # fmt: skip
+    detail = "; ".join(f"prometheus {n} {prom[n].verdict.value} {prom[n].value} ({prom[n].detail})" for n in CROSS_SLOS)
+    contradict = [n for n in CROSS_SLOS if {local[n].verdict, prom[n].verdict} == {Verdict.PASS, Verdict.FAIL}]
+    unmeasured = [n for n in CROSS_SLOS if prom[n].value is None]
+    if contradict:
+        why = ", ".join(f"{n} local {local[n].verdict.value} vs prometheus {prom[n].verdict.value}" for n in contradict)
+        why = f"the sources contradict: {why}; {detail}"
+        return SloResult("sources_agree", Verdict.INCONCLUSIVE, value, bound, why)
+    if unmeasured:
+        return SloResult("sources_agree", Verdict.INCONCLUSIVE, value, bound,
+                         f"prometheus did not measure {', '.join(unmeasured)}; {detail}")  # fmt: skip
+    return SloResult("sources_agree", Verdict.PASS, value, bound, detail)
+
+
+def replica_counts(side: dict[str, Any]) -> dict[str, int] | None:
+    """Reads served by the replica and by the primary, and replica fallbacks, over the traffic window
+    (``/metrics`` after minus before); None when either scrape lacks the counters."""
+    before, after = side.get("scrape_before") or {}, side.get("scrape_after") or {}
+    if "db_reads" not in before or "db_reads" not in after:
+        return None
+    diff = {t: int(after["db_reads"].get(t, 0)) - int(before["db_reads"].get(t, 0)) for t in ("replica", "primary")}
+    fallbacks = int(after.get("db_replica_fallbacks", 0)) - int(before.get("db_replica_fallbacks", 0))
+    return {"replica_reads": diff["replica"], "primary_reads": diff["primary"], "fallbacks": fallbacks}
+
+
+def replica_record(side: dict[str, Any], expected: bool) -> dict[str, Any]:
+    """A side's replica routing as it reported it (``/v1/admin/config``) and its window counts."""
+    settings = (side.get("config") or {}).get("settings") or {}
+    url = str((settings.get("replica.url") or {}).get("value") or "")
+    fraction = (settings.get("replica.read_fraction") or {}).get("value")
+    try:
+        share = float(fraction) if fraction is not None else 0.0
+    except ValueError:
+        share = 0.0
+    return {"expected": expected, "routing": bool(url) and share > 0, "read_fraction": fraction,
+            "counts": replica_counts(side)}  # fmt: skip
+
+
+def _routes(side: dict[str, Any]) -> bool:
+    rec = side.get("replica") or {}
+    return bool(rec.get("expected") or rec.get("routing"))
+
+
+def _replica_problem(name: str, side: dict[str, Any], slos: Params) -> tuple[Verdict, str] | None:
+    """Why ``side`` gives no evidence of replica routing (FAIL / INCONCLUSIVE), or None."""
+    rec = replica_record(side, bool((side.get("replica") or {}).get("expected")))
+    counts = rec["counts"]
+    if counts is None:
+        return Verdict.INCONCLUSIVE, f"{name}: not measured (no montage_db_reads in its /metrics scrapes)"
+    if rec["expected"] and not rec["routing"]:
+        return Verdict.INCONCLUSIVE, (
+            f"{name}: its env hands it {{pg_standby}} but its configuration routes no reads to a replica "
+            f"(replica.url empty or read_fraction {rec['read_fraction']}): the flag switched nothing"
+        )
+    if not rec["routing"]:
+        return None
+    routed = counts["replica_reads"] + counts["fallbacks"]
+    if counts["fallbacks"] and counts["fallbacks"] > slos.replica_fallback_share_max * routed:
+        return Verdict.FAIL, (
+            f"{name}: {counts['fallbacks']} of {routed} replica-routed reads fell back to the primary "
+            f"(> {slos.replica_fallback_share_max:.0%}): the replica does not serve"
+        )
+    if counts["replica_reads"] == 0:
+        return Verdict.INCONCLUSIVE, (
+            f"{name}: routing on (read_fraction {rec['read_fraction']}) but 0 reads served by the replica: "
+            "the comparison would be an A/A test in disguise"
+        )
+    return None
+
+
+def _replica(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
+    value = {n: replica_counts(s) for n, s in (("baseline", base), ("candidate", cand))}
+    bound = f"replica reads > 0, fallbacks <= {slos.replica_fallback_share_max:g} of replica-routed reads"
+    found = [(n, p) for n, s in (("candidate", cand), ("baseline", base)) if (p := _replica_problem(n, s, slos))]
+    # the baseline's problems never FAIL the candidate
+    problems = [(Verdict.INCONCLUSIVE if n == "baseline" else v, why) for n, (v, why) in found]
+    if any(v is Verdict.FAIL for v, _ in problems):
+        return SloResult("replica_routing", Verdict.FAIL, value, bound, "; ".join(w for _, w in problems))
+    if problems:
+        return SloResult("replica_routing", Verdict.INCONCLUSIVE, value, bound, "; ".join(w for _, w in problems))
+    shown = "; ".join(
+        f"{n}: {c['replica_reads']} replica reads, {c['fallbacks']} fallbacks"
+        for n, c in value.items()
+        if c is not None and _routes(base if n == "baseline" else cand)
+    )
+    return SloResult("replica_routing", Verdict.PASS, value, bound, f"routing switched reads to the replica ({shown})")
 
 
 def _overall(results: list[SloResult]) -> CanaryVerdict:
@@ -355,4 +521,27 @@ def _prometheus(metrics: dict[str, Any], slos: Params) -> list[SloResult]:
         count = round(max(imp["candidate"].values()))
         out.append(SloResult("import_errors", Verdict.PASS if count == 0 else Verdict.FAIL, count, "== 0",
                              f"liveness: {answered} requests answered"))  # fmt: skip
+    if int(metrics.get("schema", 2)) >= 3:  # documents before these two SLOs keep their verdicts
+        live = None if why_r else answered
+        out.append(_prom_gauge(metrics, "cpu", "cpu_percent", slos.cpu_percent_max, live, slos, "mean"))
+        out.append(_prom_gauge(metrics, "mem", "mem_percent", slos.mem_percent_max, live, slos, "peak"))
     return out
+
+
+def _prom_gauge(metrics: dict[str, Any], name: str, slo: str, limit: float, answered: int | None, slos: Params,
+                how: str) -> SloResult:  # fmt: skip
+    """CPU (the mean of the candidate's per-step utilisation) or memory (its peak step) against the bound."""
+    from montage.ops.canary import prometheus as prom
+
+    bound = f"<= {limit:g} %"
+    pts, why = prom.side_points(metrics, slo)
+    if why:
+        return SloResult(name, Verdict.INCONCLUSIVE, None, bound, why)
+    if answered is None or answered < slos.min_samples:
+        return SloResult(name, Verdict.INCONCLUSIVE, None, bound, f"no liveness: {answered} requests counted "
+                         f"(need {slos.min_samples})")  # fmt: skip
+    values = list(pts["candidate"].values())
+    value = round(sum(values) / len(values) if how == "mean" else max(values), 3)
+    verdict = Verdict.PASS if value <= limit else Verdict.FAIL
+    what = "the server process (not its render children)"
+    return SloResult(name, verdict, value, bound, f"{how} over {len(values)} steps of {what}")

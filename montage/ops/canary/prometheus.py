@@ -37,16 +37,27 @@ ImportError exactly 0 with liveness (requests answered).  An unreachable or erro
 500, a PromQL typo), an empty or partial series, NaN or a missing side make that SLO INCONCLUSIVE
 with the reason, never PASS.  Documents written before ``{range}`` (``[{step}]`` windows, no
 ``scrape_interval_s``) are judged exactly as before: the judgement reads only the stored answers.
+
+Cross-check (the local canary's ``cross_check_prometheus``): :func:`scraper` runs a real Prometheus
+(``prometheus`` on PATH, the Debian package) on loopback that scrapes both local sides every
+:data:`CROSS_SCRAPE_S`, labelled ``side="baseline"`` / ``side="candidate"``; after the traffic the
+canary reads the traffic window back through :func:`collect` (steps of :data:`CROSS_STEP_S`) and
+stores that document beside its own samples, so the same requests are judged by both sources.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
-from montage.errors import UsageError
+from montage.core import loopback
+from montage.errors import MontageError, UsageError
 
 URL_VAR = "PROM_PROM_URL"
 TOKEN_VAR = "PROM_TOKEN"
@@ -64,9 +75,20 @@ QUERIES: dict[str, str] = {
         " * {step_s} or vector(0)"
     ),
     "import_errors": "sum(import_errors_total{{{selector}}})",
+    # the server process (prometheus_client's process collector: not its render children) against what the
+    # service says it may use; summed over a side's replicas: their mean utilisation; memory: the worst one
+    "cpu_percent": (
+        "100 * sum(rate(process_cpu_seconds_total{{{selector}}}[{range}]))"
+        " / sum(montage_cpu_usable_cores{{{selector}}})"
+    ),
+    "mem_percent": "100 * max(process_resident_memory_bytes{{{selector}}} / montage_memory_limit_bytes{{{selector}}})",
 }  # fmt: skip
+RESOURCE_SLOS = ("cpu_percent", "mem_percent")  # judged from schema-3 documents on (earlier ones had none)
 DEFAULT_SCRAPE_INTERVAL_S = 15.0  # Prometheus's own default scrape_interval
 PARTIAL_SHARE = 0.8  # fewer points than this share of the steps in the window: a partial series
+CROSS_SCRAPE_S = 1.0  # the cross-check's own Prometheus scrapes each side every second
+CROSS_STEP_S = 3.0  # 3 scrape intervals: consecutive steps' rate windows share no request (see above)
+SIDE_LABEL = "side"  # the cross-check's target label: side="baseline" / side="candidate"
 
 
 def duration(seconds: float) -> str:
@@ -121,15 +143,19 @@ def collect(
     end: float | None = None,
     templates: dict[str, str] | None = None,
     scrape_interval_s: float = DEFAULT_SCRAPE_INTERVAL_S,
+    url: str | None = None,
 ) -> dict[str, Any]:
-    """Query both sides' series over the last ``window_s`` and return the ``canary_metrics.json`` document."""
-    base = os.environ.get(URL_VAR, "")
+    """Query both sides' series over the last ``window_s`` and return the ``canary_metrics.json`` document.
+
+    ``url``: this Prometheus, without a token (the cross-check's own); else ``PROM_PROM_URL`` and
+    ``PROM_TOKEN`` from the environment."""
+    base = url or os.environ.get(URL_VAR, "")
     if not base:
         raise UsageError(f"the prometheus canary source needs {URL_VAR} (the Prometheus base URL) in the environment.")
     for side in ("baseline", "candidate"):
         if not selectors.get(side):
             raise UsageError(f"the prometheus canary source needs a non-empty {side}_selector (label matchers).")
-    token = os.environ.get(TOKEN_VAR) or None
+    token = None if url else (os.environ.get(TOKEN_VAR) or None)
     until = time.time() if end is None else end
     start = until - window_s
     chosen = {**QUERIES, **(templates or {})}
@@ -142,7 +168,7 @@ def collect(
         for side, qs in queries.items()
     }
     return {
-        "schema": 2,
+        "schema": 3,
         "source": "prometheus",
         "synthetic": False,
         "note": f"series read from Prometheus at {base} (query_range)",
@@ -158,6 +184,43 @@ def collect(
         "queries": queries,
         "series": series,
     }
+
+
+@contextlib.contextmanager
+def scraper(targets: Mapping[str, str], work: Path, scrape_interval_s: float = CROSS_SCRAPE_S) -> Iterator[str]:
+    """A real Prometheus on loopback scraping each ``{name: base URL}`` target (label ``side=<name>``)
+    every ``scrape_interval_s``, its data under ``work``; yields its base URL and always stops it.
+
+    Raises :class:`MontageError` naming the cause when ``prometheus`` is not on PATH or does not start."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise MontageError("prometheus is not on PATH (Debian package prometheus; scripts/run_tests.py installs it)")
+    work.mkdir(parents=True, exist_ok=True)
+    jobs = "".join(
+        f"  - job_name: {name}\n    static_configs:\n      - targets: ['{base.removeprefix('http://')}']\n"
+        f"        labels: {{{SIDE_LABEL}: {name}}}\n"
+        for name, base in targets.items()
+    )
+    config = work / "prometheus.yml"
+    config.write_text(f"global:\n  scrape_interval: {duration(scrape_interval_s)}\nscrape_configs:\n{jobs}",
+                      encoding="utf-8")  # fmt: skip
+    port = loopback.free_port()
+    try:
+        server = loopback.start(
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'tsdb'}",
+             f"--web.listen-address={loopback.HOST}:{port}"],
+            port=port, ready_path="/-/ready", log=work / "prometheus.log", timeout_s=60, grace_s=10,
+            name="prometheus (the canary's cross-check)",
+        )  # fmt: skip
+    except loopback.NotReady as exc:
+        raise MontageError(str(exc)) from None
+    with server:
+        yield server.base
+
+
+def cross_selectors() -> dict[str, str]:
+    """The cross-check's selectors: the side's target label, without Prometheus's own scrapes."""
+    return {side: f'{SIDE_LABEL}="{side}",route!="/metrics"' for side in ("baseline", "candidate")}
 
 
 def points(answer: dict[str, Any]) -> tuple[dict[float, float], str | None]:

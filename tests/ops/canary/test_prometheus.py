@@ -70,139 +70,66 @@ def _sides(tmp_path: Path, candidate_tree: Path | None, candidate_env: dict[str,
 
 @contextlib.contextmanager
 def _prometheus(tmp_path: Path, sides: list[local.Side]) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
+    if shutil.which("prometheus") is None:
         pytest.skip("prometheus is not installed (Debian package prometheus; scripts/run_tests.py installs it)")
-    targets = "\n".join(
-        f"  - job_name: {s.name}\n    static_configs:\n      - targets: ['{s.base.removeprefix('http://')}']\n"
-        f"        labels: {{side: {s.name}}}"
-        for s in sides
-    )
-    config = tmp_path / "prometheus.yml"
-    config.write_text(f"global:\n  scrape_interval: {SCRAPE_S:g}s\nscrape_configs:\n{targets}\n", encoding="utf-8")
-    port = loopback.free_port()
-    server = loopback.start(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        port=port, ready_path="/-/ready", log=tmp_path / "prometheus.log", timeout_s=60, name="prometheus",
-    )  # fmt: skip
-    try:
-        yield server.base
-    finally:
-        server.stop(grace_s=10)
-
-
-def _traffic(sides: list[local.Side], seconds: float) -> None:
-    import httpx
-
-    ios = [s.io for s in sides if s.io is not None]
-    reads = [k for k in traffic.READS if k != "download"]
-    with httpx.Client(timeout=30) as client:
-        started, i = time.monotonic(), 0
-        while time.monotonic() - started < seconds:
-            for io in ios if i % 2 == 0 else ios[::-1]:
-                traffic.request(client, io, reads[i % len(reads)], i)
-            i += 1
-
-
-def _local_doc(sides: list[local.Side], same_tree: bool) -> dict[str, Any]:
-    """The local source's document of the traffic just sent: the raw per-request samples each side's
-    client recorded (the same requests Prometheus saw through the sides' histograms)."""
-    docs: dict[str, Any] = {}
-    for s in sides:
-        assert s.io is not None
-        scraped = local.scrape(s.base)
-        docs[s.name] = {"scrape_before": scraped, "scrape_after": scraped, "jobs": [], "resources": {},
-                        "samples": {"kind": list(s.io.kinds), "status": list(s.io.status),
-                                    "latency_s": list(s.io.latency_s)}}  # fmt: skip
-    return {"schema": 2, "source": "local", "synthetic": True, "note": "test traffic", "candidate_dirty": not same_tree,
-            "comparison": {"baseline_commit": "a" * 40, "baseline_how": "test", "candidate_commit": "b" * 40,
-                           "same_tree": same_tree, "same_env": False, "aa": False},
-            "sides": docs}  # fmt: skip
-
-
-def _judged(tmp_path: Path, candidate_tree: Path, monkeypatch: pytest.MonkeyPatch,
-            candidate_env: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
-    """One run of traffic to two real sides under one real Prometheus: (prometheus doc, local doc)."""
-    with _sides(tmp_path, candidate_tree, candidate_env) as sides, _prometheus(tmp_path, sides) as base:
-        time.sleep(3)  # a first scrape of both sides before the window starts
-        start = time.time()
-        _traffic(sides, 36)
-        time.sleep(3)  # the last scrape
-        monkeypatch.setenv(prometheus.URL_VAR, base)
-        monkeypatch.delenv(prometheus.TOKEN_VAR, raising=False)
-        # Prometheus's own scrapes (one a second per side, about 3 % of the requests, and the slowest) are
-        # in the histogram but not in the client's samples: leave them out, so both judge the same requests.
-        doc = prometheus.collect({side: f'side="{side}",route!="/metrics"' for side in ("baseline", "candidate")},
-                                 window_s=time.time() - start, step_s=STEP_S, scrape_interval_s=SCRAPE_S)  # fmt: skip
-        return doc, _local_doc(sides, same_tree=candidate_tree == REPO)
-
-
-def _both(prom_doc: dict[str, Any], local_doc: dict[str, Any]) -> tuple[Any, Any, str]:
-    """Both sources' verdicts of one run, the local one with latency windows as long as a query step
-    (the request pairs sent per step): both then take a per-step p99 and the median of their ratios."""
-    prom = prom_doc["prometheus"]
-    steps = int((prom["end"] - prom["start"]) // prom["step_s"]) + 1
-    pairs = len(local_doc["sides"]["candidate"]["samples"]["status"])
-    slos = SLOS.model_copy(update={"window": max(10, pairs // steps)})
-    by_prom, by_local = judge(prom_doc, SLOS), judge(local_doc, slos)
-    text = (f"prometheus ({steps} steps of {prom['step_s']:g} s):\n{by_prom.text(prom_doc)}"
-            f"local ({pairs} request pairs, windows of {slos.window}):\n{by_local.text(local_doc)}")  # fmt: skip
-    return by_prom, by_local, text
+    with prometheus.scraper({s.name: s.base for s in sides}, tmp_path / "prometheus", SCRAPE_S) as base:
+        yield base
 
 
 def _slo(result: Any, name: str) -> Any:
     return {r.name: r for r in result.slos}[name]
 
 
-def _agree(by_prom: Any, by_local: Any, text: str) -> float:
-    """The two sources agree on one run; returns the relative gap of their p99 ratios (printed, not bound).
-
-    Issue 11 asks for p99 ratios within 10 %.  Measured on this 2-core machine (load average 2.5-4,
-    36 s of traffic, 4 s steps, about 80-150 request pairs per step), the point ratios were 2 %, 19 %,
-    12 %, 26 %, 40 %, 29 %, 6 %, 16 %, 21 %, 9 % and 19 % apart: noise, not bias (either one higher): each 95 %
-    interval is 0.5-1 wide (once 3), because a per-step p99 of about 100 requests is their one or two slowest,
-    and the two sources time different things (Prometheus the server's middleware, in 9 % buckets; the
-    local source the client's wall clock, which adds its own scheduling stalls).  So the bound is
-    statistical: the two 95 % intervals overlap (a source that missed the slowdown, read the wrong
-    side or a stale window does not), hence their verdicts never contradict (PASS against FAIL), and
-    the 5xx verdicts are equal.  An exact 10 % needs a quieter machine or far longer runs.  With rate over
-    ``[{range}]`` (5 s) instead of ``[{step}]``, three runs each way: unchanged pair 6, 26, 2 % before, 20,
-    16, 10 % after; +30 % candidate 69, 14, 38 % before, 36, 33, 16 % after (Prometheus's ratio the higher
-    one every time: it times the server, the local source adds the client's overhead to both sides).
-    """
-    lp, ll = _slo(by_prom, "p99_latency_ratio"), _slo(by_local, "p99_latency_ratio")
-    assert lp.value is not None and ll.value is not None, text
-    assert lp.value["low"] <= ll.value["high"] and ll.value["low"] <= lp.value["high"], f"intervals disjoint:\n{text}"
-    assert {lp.verdict.value, ll.verdict.value} != {"PASS", "FAIL"}, f"p99 verdicts contradict:\n{text}"
-    e5p, e5l = _slo(by_prom, "error_rate_5xx"), _slo(by_local, "error_rate_5xx")
-    assert e5p.verdict == e5l.verdict, f"5xx verdicts disagree:\n{text}"
-    return float(abs(lp.value["ratio"] - ll.value["ratio"]) / ll.value["ratio"])
+def _cross(repo: Path, baseline_ref: str | None, candidate_env: dict[str, str]) -> tuple[dict[str, Any], Any]:
+    """One real local canary of ``repo`` with the Prometheus cross-check (reads only, no jobs): (document, verdict)."""
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus is not installed (Debian package prometheus; scripts/run_tests.py installs it)")
+    doc = local.collect(repo, baseline_ref=baseline_ref, candidate_env=candidate_env, requests=3000, jobs=0,
+                        workers=0, max_duration_s=36, drain_s=0, cross_check_prometheus=True)  # fmt: skip
+    result = judge(doc, SLOS)
+    print(result.text(doc))  # the figures, for `pytest -s`
+    return doc, result
 
 
 @pytest.mark.slow
-def test_same_traffic_judged_by_both_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 11's Done-when: one run, judged from Prometheus's histograms and from the raw samples."""
-    # (a) a pair that differs only in configuration (the candidate logs less)
-    prom_doc, local_doc = _judged(tmp_path / "same", REPO, monkeypatch, {"MONTAGE_LOG_LEVEL": "ERROR"})
-    assert prom_doc["queries"]["candidate"]["p99_latency"].count('side="candidate",route!="/metrics"') == 1
-    same_p, same_l, same_text = _both(prom_doc, local_doc)
-    print(same_text)  # the figures, for `pytest -s`
-    # (b) a candidate that answers about 30 % slower
-    prom_doc, local_doc = _judged(tmp_path / "slow", _slow_clone(tmp_path), monkeypatch, {})
-    slow_p, slow_l, slow_text = _both(prom_doc, local_doc)
-    print(slow_text)
-    gaps = {"same": _agree(same_p, same_l, same_text), "slow": _agree(slow_p, slow_l, slow_text)}
-    print(f"p99 ratio gaps between the sources: {gaps}")
-    assert _slo(same_p, "p99_latency_ratio").verdict.value != "FAIL", same_text
-    assert _slo(same_p, "import_errors").verdict.value == "PASS", same_text
-    latency = _slo(slow_p, "p99_latency_ratio")
-    assert latency.verdict.value in ("FAIL", "INCONCLUSIVE") and latency.value["ratio"] > 1.0, slow_text
-    assert (
-        _slo(slow_p, "error_rate_5xx").verdict.value != "INCONCLUSIVE"
-        or "empty" not in _slo(slow_p, "error_rate_5xx").detail
-    )
-    assert _slo(slow_l, "p99_latency_ratio").value["ratio"] > 1.0, slow_text
+def test_the_canary_cross_checks_one_run_against_a_real_prometheus(tmp_path: Path) -> None:
+    """Issue 11's Done-when: one local canary run, judged from the client's samples and from a real
+    Prometheus's histograms of the same window (SLO ``sources_agree``).
+
+    The p99 ratios of the two sources are not bound to 10 %: measured on this 2-core machine (load
+    2.5-4, 36 s, 4 s steps) they were 2-40 % apart, noise not bias, because a step's p99 is decided by
+    its one or two slowest requests and the sources time different things (Prometheus the server's
+    middleware in 9 % buckets, the client its wall clock with its own scheduling stalls).  What is
+    bound: the verdicts never contradict, the window holds the requests the client sent, and a 30 %
+    slower candidate is seen as slower by both."""
+    # (a) the same code, differing only in configuration (the candidate logs less)
+    doc, same = _cross(REPO, None, {"MONTAGE_LOG_LEVEL": "ERROR"})
+    cross = doc["prometheus_cross"]
+    assert "error" not in cross, cross
+    assert cross["queries"]["candidate"]["p99_latency"].count('side="candidate",route!="/metrics"') == 1
+    agree = _slo(same, "sources_agree")
+    assert agree.verdict.value == "PASS", same.text(doc)
+    assert _slo(same, "import_errors").verdict.value == "PASS"
+    # the server's CPU and memory, read from Prometheus too, against what each side says it may use
+    by_prom = {r.name: r for r in judge(cross, SLOS).slos}
+    assert by_prom["cpu"].verdict.value == by_prom["mem"].verdict.value == "PASS", judge(cross, SLOS).text(cross)
+    assert 0 < by_prom["cpu"].value < 100 and 0 < by_prom["mem"].value < 100
+    # the window is the traffic's: Prometheus counted the requests the client sent (series appear with their
+    # first request, so a kind first sent mid-run loses the requests before its first scrape)
+    for side in ("baseline", "candidate"):
+        sent = len(doc["sides"][side]["samples"]["status"])
+        pts, why = prometheus.side_points(cross, "requests")
+        assert why is None, why
+        counted = sum(pts[side].values())
+        assert 0.85 * sent <= counted <= 1.05 * sent, (side, sent, counted)
+    # (b) a candidate about 30 % slower on every request: both sources see it
+    doc, slow = _cross(_slow_clone(tmp_path), "HEAD", {})
+    agree = _slo(slow, "sources_agree")
+    # (> 1.0, not more: at load 5 on 2 cores, 441 requests in 36 s, both ratios were 0.91-0.96, the
+    # scheduler's delays drowning the 30 %; at load 2 they were 1.45 and 1.44)
+    assert agree.value["p99_latency_ratio"]["prometheus_ratio"] > 1.0, slow.text(doc)
+    assert agree.value["p99_latency_ratio"]["local_ratio"] > 1.0, slow.text(doc)
+    assert "contradict" not in agree.detail, slow.text(doc)
 
 
 def test_unreachable_401_and_500_are_inconclusive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,3 +281,101 @@ def test_per_step_counts_add_up_to_the_requests_sent(tmp_path: Path) -> None:
         assert f["increase[range]"] > 1.15 * f["sent"], figures
     bursts = figures["bursts at the step boundaries"]
     assert bursts["increase[step]"] < 0.8 * bursts["sent"], figures
+
+
+def _cross_doc(p99_ratio: float, *, errors: int = 0, requests: float = 100.0) -> dict[str, Any]:
+    """A stored cross-check document: 12 steps, the candidate's p99 ``p99_ratio`` times the baseline's."""
+    ts = [1000.0 + 3 * k for k in range(12)]
+
+    def answer(values: list[float]) -> dict[str, Any]:
+        pairs = [[t, str(v)] for t, v in zip(ts, values, strict=True)]
+        return {"data": {"resultType": "matrix", "result": [{"metric": {}, "values": pairs}]}}
+
+    base = [0.005 * (1 + 0.05 * (k % 3)) for k in range(12)]
+    side = {"requests": answer([requests] * 12), "errors_5xx": answer([0.0] * 12), "import_errors": answer([0.0] * 12)}
+    return {"schema": 2, "source": "prometheus", "note": "series read from Prometheus at test", "queries": {},
+            "prometheus": {"start": ts[0], "end": ts[-1], "step_s": 3.0, "scrape_interval_s": 1.0, "range": "4s"},
+            "series": {"baseline": {**side, "p99_latency": answer(base)},
+                       "candidate": {**side, "p99_latency": answer([b * p99_ratio for b in base]),
+                                     "errors_5xx": answer([errors / 12] * 12)}}}  # fmt: skip
+
+
+def test_sources_agree_passes_only_when_measured_and_never_contradicted(make_metrics: Any) -> None:
+    """The cross-check's row on stored documents: agreement PASSes; a cross-check that contradicts the local
+    verdict (it read the wrong side, a stale window) or measured nothing is INCONCLUSIVE, never PASS or FAIL."""
+    slow_local, same_local = make_metrics(slowdown=1.6), make_metrics()
+    cases = {
+        "both see the slowdown": ({**slow_local, "prometheus_cross": _cross_doc(1.6)}, "PASS", None),
+        "both see none": ({**same_local, "prometheus_cross": _cross_doc(1.0)}, "PASS", None),
+        "prometheus read the wrong side": ({**slow_local, "prometheus_cross": _cross_doc(1 / 1.6)}, "INCONCLUSIVE",
+                                           "contradict: p99_latency_ratio local FAIL vs prometheus PASS"),
+        "prometheus sees 5xx the client did not": ({**same_local, "prometheus_cross": _cross_doc(1.0, errors=300)},
+                                                   "INCONCLUSIVE", "error_rate_5xx local PASS vs prometheus FAIL"),
+        "no prometheus": ({**same_local, "prometheus_cross": {"error": "prometheus is not on PATH"}}, "INCONCLUSIVE",
+                          "not measured: prometheus is not on PATH"),
+        "empty series": ({**same_local, "prometheus_cross": {**_cross_doc(1.0), "series": {}}}, "INCONCLUSIVE",
+                         "did not measure p99_latency_ratio, error_rate_5xx, import_errors"),
+    }  # fmt: skip
+    for name, (doc, verdict, why) in cases.items():
+        result = judge(doc, SLOS)
+        row = _slo(result, "sources_agree")
+        assert row.verdict.value == verdict, f"{name}: {row.line()}"
+        assert why is None or why in row.detail, f"{name}: {row.detail}"
+        if verdict != "PASS":
+            assert result.verdict != "PASS", name  # the canary never passes on an unconfirmed reading
+    agreeing = {**slow_local, "prometheus_cross": _cross_doc(1.6)}
+    assert judge(agreeing, SLOS).to_dict()["slos"]["sources_agree"]["value"]["p99_latency_ratio"]["gap"] < 0.1
+    assert judge(agreeing, SLOS).text(agreeing).splitlines()[-1].startswith("cross-check: series read from Prometheus")
+    assert "sources_agree" not in {r.name for r in judge(same_local, SLOS).slos}  # only with a cross-check
+
+
+def test_cross_check_without_prometheus_records_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    cross = local._Cross(tmp_path / "prom", {"baseline": "http://127.0.0.1:1", "candidate": "http://127.0.0.1:2"})
+    try:
+        assert cross.read() == {"error": "the cross-check's Prometheus did not start: prometheus is not on PATH "
+                                         "(Debian package prometheus; scripts/run_tests.py installs it)"}  # fmt: skip
+    finally:
+        cross.stop()
+
+
+def test_cpu_and_memory_from_prometheus() -> None:
+    """Schema-3 documents carry the server's CPU and memory series: judged like the local gauges (CPU the
+    mean step, memory the peak one), INCONCLUSIVE without a series or liveness; schema-2 ones keep
+    their verdicts (no such rows)."""
+    doc = _cross_doc(1.0)
+    assert [r.name for r in judge(doc, SLOS).slos] == ["p99_latency_ratio", "error_rate_5xx", "import_errors"]
+
+    def with_resources(cpu: list[float] | None, mem: list[float], requests: float = 100.0) -> dict[str, Any]:
+        new = _cross_doc(1.0, requests=requests)
+        ts = [t for t, _ in new["series"]["baseline"]["requests"]["data"]["result"][0]["values"]]
+
+        def answer(values: list[float]) -> dict[str, Any]:
+            pairs = [[t, str(v)] for t, v in zip(ts, values, strict=True)]
+            return {"data": {"resultType": "matrix", "result": [{"metric": {}, "values": pairs}]}}
+
+        for side in ("baseline", "candidate"):
+            if cpu is not None:
+                new["series"][side]["cpu_percent"] = answer(cpu)
+            new["series"][side]["mem_percent"] = answer(mem)
+        return {**new, "schema": 3}
+
+    def rows(d: dict[str, Any]) -> dict[str, Any]:
+        return {r.name: r for r in judge(d, SLOS).slos}
+
+    ok = rows(with_resources([20.0] * 6 + [40.0] * 6, [1.0] * 11 + [2.5]))
+    assert (ok["cpu"].verdict.value, ok["cpu"].value) == ("PASS", 30.0) and "mean over 12 steps" in ok["cpu"].detail
+    assert (ok["mem"].verdict.value, ok["mem"].value) == ("PASS", 2.5)
+    busy = rows(with_resources([70.0] * 6 + [95.0] * 6, [50.0] * 11 + [90.0]))
+    assert (busy["cpu"].verdict.value, busy["cpu"].value) == ("FAIL", 82.5)
+    assert (busy["mem"].verdict.value, busy["mem"].value) == ("FAIL", 90.0)  # one step over the limit is enough
+    missing = rows(with_resources(None, [1.0] * 12))
+    assert (
+        missing["cpu"].verdict.value == "INCONCLUSIVE" and "no baseline series for cpu_percent" in missing["cpu"].detail
+    )
+    idle = rows(with_resources([1.0] * 12, [1.0] * 12, requests=5.0))  # 60 requests: no liveness
+    assert idle["cpu"].verdict.value == idle["mem"].verdict.value == "INCONCLUSIVE" and "liveness" in idle["cpu"].detail
+    q = prometheus.resolve(prometheus.QUERIES["cpu_percent"], 'track="canary"', 60, 15)
+    assert q == ('100 * sum(rate(process_cpu_seconds_total{track="canary"}[75s])) '
+                 '/ sum(montage_cpu_usable_cores{track="canary"})')  # fmt: skip
