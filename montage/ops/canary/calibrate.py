@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ from typing import Any
 
 from montage.core import git as core_git
 from montage.core import proc as core_proc
+from montage.core.cgroup import usable_cpus
 from montage.errors import UsageError
 from montage.ops import calibration
 from montage.ops.calibration import load_1m, median_range, with_block
@@ -138,11 +138,13 @@ def canary_once(repo: Path, commit: str, condition: str, *, workdir: Path) -> di
         if condition == AA:
             verdicts["allow_aa"] = _evaluate(metrics, tree, "--allow-aa")
     row = row_of(json.loads(metrics.read_text(encoding="utf-8")), condition, change, verdicts)
+    cores, cores_from = usable_cpus()
     return row | {
         "seconds": round(seconds, 1),
         "collect_s": round(collect_s, 1),
         "load_1m": {"before": load_before, "after": load_after},
-        "nproc": len(os.sched_getaffinity(0)),
+        "nproc": cores,  # usable CPUs: a cgroup quota counts, not only the affinity mask
+        "nproc_source": cores_from,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -181,7 +183,7 @@ def _line(label: str, target: str, mine: Sequence[dict[str, Any]], verdicts: Seq
     ratios = [r["p99_ratio"]["ratio"] for r in mine if r.get("p99_ratio")]
     times = [r["seconds"] for r in mine]
     loads = [x for r in mine for x in (r["load_1m"]["before"], r["load_1m"]["after"])]
-    nproc = "/".join(sorted({str(r["nproc"]) for r in mine}))
+    nproc = "/".join(sorted({f"{r['nproc']:g}" for r in mine}))
     return (
         f"| {label} | {len(mine)} | {sum(r['said'] == 'A/A' for r in mine)} | {count['FAIL']} | {count['PASS']} "
         f"| {count['INCONCLUSIVE']} | {target} "
