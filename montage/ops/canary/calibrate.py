@@ -53,7 +53,7 @@ AA = "aa"
 CONDITIONS = (AA, "p99-shift", "p99-tail", "5xx-2pct", "broken-import")
 LABELS = {
     AA: "A/A: a clean worktree of HEAD, as a user runs it (p99 INCONCLUSIVE by design)",
-    "p99-shift": f"+30 % p99, every request (held {controls.SHIFT_FACTOR:.0%} of its handling time)",
+    "p99-shift": f"+30 % p99, every request (held {controls.SHIFT_FACTOR * 100:g} % of its handling time)",
     "p99-tail": f"+30 % p99, tail only ({controls.TAIL_SHARE:.0%} of requests held "
     f"{controls.TAIL_FACTOR:g}x their handling time)",
     "5xx-2pct": f"2 % 5xx (every {controls.CALIBRATION_EVERY}th request)",
@@ -83,6 +83,21 @@ def _evaluate(metrics: Path, tree: Path, *extra: str) -> str:
     return verdict
 
 
+def achieved_p99_ratio(metrics: dict[str, Any]) -> float | None:
+    """The size of the change the run met, measured without the canary's rule: the candidate's pooled p99
+    over every request pair both sides answered divided by the baseline's (plain order statistics, no
+    windows, no interval).  It tells whether a "+30 % p99" condition was +30 % in that run."""
+    from montage.ops import stats
+
+    b, c = metrics["sides"]["baseline"]["samples"], metrics["sides"]["candidate"]["samples"]
+    pairs = [(cl, bl) for cs, cl, bs, bl in zip(c["status"], c["latency_s"], b["status"], b["latency_s"], strict=True)
+             if cs and bs and cl > 0 and bl > 0]  # fmt: skip
+    if len(pairs) < 100:
+        return None
+    p99 = [stats._quantile(sorted(p[k] for p in pairs), 0.99) for k in (0, 1)]
+    return round(p99[0] / p99[1], 4)
+
+
 def row_of(metrics: dict[str, Any], condition: str, change: str, verdicts: dict[str, str]) -> dict[str, Any]:
     """What the calibration file keeps of one canary (its stored samples re-judged in-process, seeded, which
     gives the verdict the child ``evaluate`` printed: checked)."""
@@ -101,6 +116,7 @@ def row_of(metrics: dict[str, Any], condition: str, change: str, verdicts: dict[
         "verdict": judged["verdict"],
         "slos": {name: s["verdict"] for name, s in slos.items()},
         "p99_ratio": slos["p99_latency_ratio"]["value"],
+        "achieved_p99_ratio": achieved_p99_ratio(metrics),
         "error_rate_5xx": slos["error_rate_5xx"]["value"],
         "import_errors": slos["import_errors"]["value"],
         "import_errors_by_module": (cand.get("scrape_after") or {}).get("import_errors_by_module"),
@@ -181,6 +197,7 @@ def summary(row: dict[str, Any]) -> str:
 def _line(label: str, target: str, mine: Sequence[dict[str, Any]], verdicts: Sequence[str]) -> str:
     count = {v: sum(GATE[x] == v for x in verdicts) for v in ("FAIL", "PASS", "INCONCLUSIVE")}
     ratios = [r["p99_ratio"]["ratio"] for r in mine if r.get("p99_ratio")]
+    achieved = [r["achieved_p99_ratio"] for r in mine if r.get("achieved_p99_ratio")]  # rows before it: none
     times = [r["seconds"] for r in mine]
     loads = [x for r in mine for x in (r["load_1m"]["before"], r["load_1m"]["after"])]
     nproc = "/".join(sorted({f"{r['nproc']:g}" for r in mine}))
@@ -188,6 +205,7 @@ def _line(label: str, target: str, mine: Sequence[dict[str, Any]], verdicts: Seq
         f"| {label} | {len(mine)} | {sum(r['said'] == 'A/A' for r in mine)} | {count['FAIL']} | {count['PASS']} "
         f"| {count['INCONCLUSIVE']} | {target} "
         f"| {f'{statistics.median(ratios):.3f}' if ratios else 'n/a'} "
+        f"| {f'{statistics.median(achieved):.3f}' if achieved else 'n/a'} "
         f"| {statistics.median(times):.0f} / {max(times):.0f} | {median_range(loads)}, {nproc} |"
     )
 
@@ -195,7 +213,8 @@ def _line(label: str, target: str, mine: Sequence[dict[str, Any]], verdicts: Seq
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The calibration table (README, "Canary calibration"), from the recorded runs."""
     lines = calibration.header("condition", "runs", "said A/A", "FAIL", "PASS", "INCONCLUSIVE or PARTIAL",
-                               "target", "median p99 ratio", "canary s median / max",
+                               "target", "median p99 ratio (judged)", "median pooled p99 ratio (achieved)",
+                               "canary s median / max",
                                "load 1m median (min-max), nproc")  # fmt: skip
     for condition, mine in calibration.by_condition(rows, CONDITIONS):
         lines.append(_line(LABELS[condition], TARGET[condition], mine, [r["verdict"] for r in mine]))

@@ -126,12 +126,18 @@ WHAT = {
 
 # Sizes the calibration needs (scripts/calibrate_canary.py, montage/ops/canary/calibrate.py): the issue's
 # +30 % p99 (a shift of every request, and a tail-only shift) and 2 % 5xx.  phase.selftest keeps FILES.
-SHIFT_FACTOR = 0.3  # every response held 30 % of its own handling time: every latency, so the p99, x ~1.3
-TAIL_SHARE, TAIL_FACTOR = 0.05, 1.5  # 5 % of the responses held 1.5x their handling time (those x ~2.5)
+# Sized by what the client measures, not by what the app holds: the held time is a share of the app's own
+# handling time, and about 80 % of a request's client-observed time is that handling (the rest is the
+# HTTP server, loopback and the client).  Measured on 2026-12-02 (3 runs each, 6000 request pairs pooled):
+# holding every response 30 % gave a pooled p99 ratio of 1.25 (p50 1.31), holding 5 % of them 1.5x gave
+# 1.21, so neither was the +30 % the calibration is for.  With the 80 % share these sizes give ~1.30;
+# each calibration row records the pooled p99 ratio the run achieved (calibrate.achieved_p99_ratio).
+SHIFT_FACTOR = 0.375  # every response held 37.5 % of its own handling time: the client's p99 x ~1.3
+TAIL_SHARE, TAIL_FACTOR = 0.05, 1.9  # 5 % of the responses held 1.9x their handling time: the p99 x ~1.3
 CALIBRATION_EVERY = 50  # 2 %
 CALIBRATION = {
     "p99-shift": ("sitecustomize.py", held_patch("p99-shift", 0.0, SHIFT_FACTOR),
-                  f"the candidate holds every response {SHIFT_FACTOR:.0%} of its handling time"),
+                  f"the candidate holds every response {SHIFT_FACTOR * 100:g} % of its handling time"),
     "p99-tail": ("sitecustomize.py", held_patch("p99-tail", 0.0, TAIL_FACTOR, share=TAIL_SHARE),
                  f"the candidate holds a random {TAIL_SHARE:.0%} of responses {TAIL_FACTOR:g}x their handling time"),
     "5xx-2pct": ("sitecustomize.py", five_xx_patch("5xx-2pct", CALIBRATION_EVERY),

@@ -4,15 +4,22 @@ SLOs (ROADMAP.md "Phase 2 in detail"; the canary kind's :class:`~montage.ops.che
 are the SLO matrix and the decision config), all about the *candidate*:
 
 ``p99_latency``
-    per-window p99: the paired plan is cut into windows of ``window`` request pairs; in each window
-    we take each side's p99 over the pairs both sides answered, and judge the median over windows of
-    p99(candidate) / p99(baseline) by a seeded paired bootstrap over windows: PASS when the interval
-    lies at or below ``p99_ratio_max``, FAIL when it lies wholly above, else INCONCLUSIVE.  Why
-    windows: on a shared machine single requests are delayed by the scheduler (the baseline's own
-    p99 over a whole run swung 7-14 ms), and one pooled p99 is decided by a handful of such requests;
-    a window's p99 still moves with a tail regression that touches a few percent of requests, and
-    the median over windows ignores the few windows a neighbour's burst spoiled.  An A/A comparison
-    (same tree, same environment) is INCONCLUSIVE ("no change to compare") unless ``allow_aa``.
+    per-window p99 ratios: the paired plan is cut into windows of ``window`` request pairs; in each
+    window we take each side's p99 over the pairs both sides answered and form the ratio
+    p99(candidate) / p99(baseline), and judge the trimmed geometric mean of those ratios (the
+    ``window_trim`` share cut from each end of the log ratios) by a seeded bootstrap over windows:
+    PASS when the interval lies at or below ``p99_ratio_max``, FAIL when it lies wholly above, else
+    INCONCLUSIVE.  Why windows: on a shared machine single requests are delayed by the scheduler
+    (the baseline's own p99 over a whole run swung 7-14 ms), and one pooled p99 is decided by a
+    handful of such requests (its interval was 0.3-0.7 wide on unchanged trees).  Why a ratio per
+    window: the two sides' requests of one window are sent alternately, so they meet the same load,
+    and the ratio cancels it (the median of each side's window p99s, the rule of schema 2 documents,
+    threw that pairing away: its intervals were about twice as wide).  Why a trimmed mean and not a
+    median: the trim drops the few windows a neighbour's burst spoiled, and the mean keeps the size
+    of a tail regression that moves only part of the windows, which a median of the ratios shrinks
+    (a +21 % pooled p99 from 5 % of requests held measured 1.24 by the trimmed mean, 1.25 by the
+    median but with intervals up to 0.34 wide).  An A/A comparison (same tree, same environment) is
+    INCONCLUSIVE ("no change to compare") unless ``allow_aa``.
 ``error_rate``
     5xx answers plus unanswered requests over all requests sent (pooled over request kinds),
     Wilson interval against ``error_rate_max`` (same three-way rule).
@@ -176,7 +183,8 @@ def judge(metrics: dict[str, Any], slos: Params) -> CanaryVerdict:
                                                               "a PostgreSQL primary + hot standby", why)])  # fmt: skip
     base, cand = metrics["sides"]["baseline"], metrics["sides"]["candidate"]
     schema = int(metrics.get("schema", 1))
-    latency = _latency(base, cand, slos) if schema >= 2 else _latency_pooled_v1(base, cand, slos)
+    rule = _latency if schema >= 3 else _latency_window_medians_v2 if schema == 2 else _latency_pooled_v1
+    latency = rule(base, cand, slos)
     if is_aa(metrics) and not slos.allow_aa:
         why = f"A/A: no change to compare (same tree, same environment); measured {latency.detail}"
         latency = SloResult(latency.name, Verdict.INCONCLUSIVE, latency.value, latency.bound, why)
@@ -325,6 +333,23 @@ def windows(base: dict[str, Any], cand: dict[str, Any], size: int) -> tuple[list
 
 
 def _latency(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
+    wc, wb = windows(base, cand, slos.window)
+    d = stats.judge_log_ratios(wc, wb, threshold=slos.p99_ratio_max, worse="higher", trim=slos.window_trim,
+                               confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
+                               min_samples=slos.min_windows)  # fmt: skip
+    detail = f"too few windows ({len(wc)}; need {slos.min_windows}) of {slos.window} request pairs"
+    if d.interval is not None:
+        detail = (
+            f"{d.reason}; geometric mean ({slos.window_trim:.0%} trimmed at each end) over {len(wc)} windows of "
+            f"{slos.window} request pairs of each window's p99 ratio; median window p99 candidate "
+            f"{stats.median(wc) * 1000:.2f} ms, baseline {stats.median(wb) * 1000:.2f} ms"
+        )
+    return _p99_slo(d, slos, detail)
+
+
+def _latency_window_medians_v2(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
+    """Schema 2's rule (the median of each side's window p99s, bootstrapped over windows), kept so the
+    bundles recorded with it re-judge as recorded."""
     wc, wb = windows(base, cand, slos.window)
     d = stats.judge_ratio(wc, wb, threshold=slos.p99_ratio_max, worse="higher", paired=True,
                           confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
@@ -485,16 +510,26 @@ def _prometheus(metrics: dict[str, Any], slos: Params) -> list[SloResult]:
     else:
         steps = sorted(set(pts["baseline"]) & set(pts["candidate"]))
         steps = [t for t in steps if pts["baseline"][t] > 0]
+        new_rule = int(metrics.get("schema", 2)) >= 4  # the local source's rule: the steps are its windows
+        if new_rule:  # a log ratio needs both p99s; a step p99 of 0 measured nothing there
+            steps = [t for t in steps if pts["candidate"][t] > 0]
         c, b = [pts["candidate"][t] for t in steps], [pts["baseline"][t] for t in steps]
-        d = stats.judge_ratio(c, b, threshold=slos.p99_ratio_max, worse="higher", paired=True,
-                              confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
-                              min_samples=slos.min_windows)  # fmt: skip
+        if new_rule:
+            d = stats.judge_log_ratios(c, b, threshold=slos.p99_ratio_max, worse="higher", trim=slos.window_trim,
+                                       confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
+                                       min_samples=slos.min_windows)  # fmt: skip
+            how = (f"geometric mean ({slos.window_trim:.0%} trimmed at each end) over {len(steps)} steps of each "
+                   "step's p99 ratio")  # fmt: skip
+        else:
+            d = stats.judge_ratio(c, b, threshold=slos.p99_ratio_max, worse="higher", paired=True,
+                                  confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,
+                                  min_samples=slos.min_windows)  # fmt: skip
+            how = f"median over {len(steps)} steps of each step's p99 series"
         value = None
         if d.interval is not None:
             value = {"ratio": round(d.interval.point, 4), "low": round(d.interval.low, 4),
                      "high": round(d.interval.high, 4)}  # fmt: skip
-        out.append(SloResult("p99_latency_ratio", d.verdict, value, bound,
-                             f"{d.reason}; median over {len(steps)} steps of each step's p99 series"))  # fmt: skip
+        out.append(SloResult("p99_latency_ratio", d.verdict, value, bound, f"{d.reason}; {how}"))
     req, why_r = prom.side_points(metrics, "requests")
     err, why_e = prom.side_points(metrics, "errors_5xx")
     bound = f"< {slos.error_rate_max:g} (upper {slos.confidence:.0%} Wilson bound)"

@@ -134,7 +134,7 @@ def record(cluster: Any, dbs: Mapping[str, SideDatabase]) -> dict[str, Any]:
 def unavailable_document(why: str, *, note: str) -> dict[str, Any]:
     """The ``canary_metrics.json`` of a canary that could not start its PostgreSQL: judged INCONCLUSIVE."""
     return {
-        "schema": 2,
+        "schema": 3,
         "source": "local",
         "synthetic": True,
         "note": note,

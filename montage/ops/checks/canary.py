@@ -95,13 +95,16 @@ class Params(DecisionParams):
     cross_check_prometheus: bool = Field(
         False, description="local: a real Prometheus also scrapes both sides; the sources must not contradict"
     )
-    requests: int = Field(2000, ge=1, le=100_000, description="requests sent to each side")
+    requests: int = Field(6000, ge=1, le=100_000, description="requests sent to each side")
     jobs: int = Field(4, ge=0, le=100, description="real jobs (the tiny test clip) submitted to each side")
     workers: int = Field(1, ge=0, le=8, description="embedded workers per side")
-    max_duration_s: float = Field(35.0, gt=0, le=3600, description="stop sending after this long")
+    max_duration_s: float = Field(75.0, gt=0, le=3600, description="stop sending after this long")
     drain_s: float = Field(25.0, ge=0, le=600, description="then wait this long at most for the jobs")
     startup_timeout_s: float = Field(60.0, gt=0, le=600)
     window: int = Field(25, ge=10, le=10_000, description="request pairs per latency window")
+    window_trim: float = Field(
+        0.1, ge=0, lt=0.5, description="share of the window p99 log ratios cut from each end before their mean"
+    )
     min_windows: int = Field(8, ge=3, description="fewer latency windows: INCONCLUSIVE")
     job_duration_ratio_max: float = Field(1.5, gt=0, description="median job run time candidate/baseline")
     min_jobs: int = Field(3, ge=1, description="fewer jobs rendered: the job SLOs are INCONCLUSIVE")

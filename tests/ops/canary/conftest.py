@@ -41,18 +41,19 @@ def _side(latencies: list[float], statuses: list[int], import_errors: int | None
 @pytest.fixture
 def make_metrics() -> MakeMetrics:
     """``make_metrics(n=600, slowdown=1.0, errors=0, unanswered=0, import_errors=0, cpu=10, mem=1,
-    aa=False, jobs=6, job_states=None, job_slowdown=1.0, tail=0.0)``.
+    aa=False, jobs=6, job_states=None, job_slowdown=1.0, tail=0.0, schema=3)``.
 
     Latencies are seeded log-normal samples (about 5 ms median); the candidate's are the baseline's
     pair-wise times ``slowdown`` with a little independent noise, plus ``tail`` seconds on every
     twentieth request (a tail-only regression).  Both sides rendered ``jobs`` jobs of about 3 s; the
     candidate's take ``job_slowdown`` times as long and end in ``job_states`` (default all succeeded).
+    ``schema`` 2 documents are judged by the rule they were recorded with (the median of window p99s).
     """
 
     def make(n: int = 600, slowdown: float = 1.0, errors: int = 0, unanswered: int = 0,
              import_errors: int | None = 0, cpu: float | None = 10.0, mem: float | None = 1.0,
              seed: int = 1, aa: bool = False, jobs: int = 6, job_states: list[str] | None = None,
-             job_slowdown: float = 1.0, tail: float = 0.0) -> dict[str, Any]:  # fmt: skip
+             job_slowdown: float = 1.0, tail: float = 0.0, schema: int = 3) -> dict[str, Any]:  # fmt: skip
         rng = random.Random(seed)
         base = [rng.lognormvariate(-5.3, 0.5) for _ in range(n)]
         cand = [b * slowdown * rng.uniform(0.97, 1.03) + (tail if i % 20 == 7 else 0.0) for i, b in enumerate(base)]
@@ -67,7 +68,7 @@ def make_metrics() -> MakeMetrics:
         for i in range(unanswered):
             cstatus[(i * 11 + 3) % n] = 0
         return {
-            "schema": 2,
+            "schema": schema,
             "source": "local",
             "synthetic": True,
             "note": SYNTHETIC_NOTE,

@@ -115,14 +115,18 @@ def test_table_counts_each_condition_and_judges_aa_twice() -> None:
     rows = [
         _row("aa", "PARTIAL", 0.98, allow_aa={"verdict": "PASS", "p99": "PASS"}),
         _row("aa", "PARTIAL", 1.30, allow_aa={"verdict": "FAIL", "p99": "FAIL"}),
-        _row("p99-shift", "FAIL", 1.4) | {"seconds": 110.0},
-        _row("p99-shift", "PARTIAL", 1.2) | {"load_1m": {"before": 1.0, "after": 9.0}},
+        _row("p99-shift", "FAIL", 1.4) | {"seconds": 110.0, "achieved_p99_ratio": 1.36},
+        _row("p99-shift", "PARTIAL", 1.2) | {"load_1m": {"before": 1.0, "after": 9.0}, "achieved_p99_ratio": 1.24},
         _row("broken-import", "FAIL", None),
     ]
     text = calibrate.table(rows)
-    assert f"| {calibrate.LABELS['aa']} | 2 | 2 | 0 | 0 | 2 | 0 FAIL | 1.140 | 90 / 90 | 4.0 (3.0-5.0), 2 |" in text
+    assert (
+        f"| {calibrate.LABELS['aa']} | 2 | 2 | 0 | 0 | 2 | 0 FAIL | 1.140 | n/a | 90 / 90 | 4.0 (3.0-5.0), 2 |" in text
+    )
     assert f"| {calibrate.ALLOW_AA_LABEL} | 2 | 2 | 1 | 1 | 0 | 0 FAIL | 1.140 |" in text
-    assert f"| {calibrate.LABELS['p99-shift']} | 2 | 0 | 1 | 0 | 1 | >= 9 of 10 FAIL | 1.300 | 100 / 110 " in text
+    assert (
+        f"| {calibrate.LABELS['p99-shift']} | 2 | 0 | 1 | 0 | 1 | >= 9 of 10 FAIL | 1.300 | 1.300 | 100 / 110 " in text
+    )
     assert "| 4.0 (1.0-9.0), 2 |" in text
     assert f"| {calibrate.LABELS['broken-import']} | 1 | 0 | 1 | 0 | 0 | 10 of 10 FAIL | n/a |" in text
     assert "5xx" not in text.split("\n", 2)[2]  # a condition without runs has no row
@@ -182,5 +186,15 @@ def test_a_recorded_canary_is_evaluated_as_a_user_does_and_kept_as_one_row(
     assert row["verdict"] == verdicts["as_run"] != "FAIL" and row["allow_aa"]["verdict"] == verdicts["allow_aa"]
     assert row["p99_ratio"]["low"] <= row["p99_ratio"]["ratio"] <= row["p99_ratio"]["high"]
     assert row["requests"]["candidate"] == len(metrics["sides"]["candidate"]["samples"]["status"])
+    assert 0.9 < row["achieved_p99_ratio"] < 1.1  # the fixture's A/A candidate: the baseline's times +-3 %
     with pytest.raises(UsageError, match="in-process"):  # a verdict the samples do not give is refused
         calibrate.row_of(metrics, "aa", "", {**verdicts, "as_run": "FAIL"})
+
+
+def test_the_achieved_p99_ratio_is_the_pooled_p99_of_the_answered_pairs(make_metrics: MakeMetrics) -> None:
+    """The size a condition reached in a run, measured without the canary's window rule."""
+    m = make_metrics(n=1000, slowdown=1.3)
+    achieved = calibrate.achieved_p99_ratio(m)
+    assert achieved is not None and 1.25 < achieved < 1.35
+    m["sides"]["candidate"]["samples"]["status"][:950] = [0] * 950  # 50 pairs left: too few to say
+    assert calibrate.achieved_p99_ratio(m) is None
