@@ -217,6 +217,20 @@ def remove(cgroup: Cgroup, *, attempts: int = 50, delay_s: float = 0.1) -> str |
     return f"cannot remove {cgroup.path}: still busy after {attempts} attempts (pids {pids(cgroup)})"
 
 
+def rmdir_if_empty(cgroup: Cgroup) -> bool:
+    """Remove the cgroup only if no process is in it (one rmdir, nothing killed); True when removed.
+
+    The kernel refuses to remove a cgroup that holds a process (EBUSY), so a process that joins
+    at the last moment keeps its cgroup instead of being killed."""
+    try:
+        cgroup.path.rmdir()
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
+            return False
+        raise CgroupError(exc.errno or errno.EIO, f"cannot remove {cgroup.path}: {exc.strerror or exc}") from exc
+    return True
+
+
 def children(parent: Cgroup, prefix: str) -> list[Cgroup]:
     """Child cgroups of ``parent`` whose names start with ``prefix``."""
     if not parent.path.is_dir():

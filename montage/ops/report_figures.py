@@ -39,6 +39,8 @@ def _interval(d: Any) -> str:
     point = next((d[k] for k in ("point", "ratio", "rate") if k in d), None) if isinstance(d, dict) else None
     if not isinstance(point, (int, float)) or not isinstance(d, dict):
         return str(d)
+    if "low" not in d or "high" not in d:  # a count with its rate (the canary's job errors): no interval
+        return f"{d['errors']} of {d['jobs']} jobs failed" if {"errors", "jobs"} <= d.keys() else f"{point:.3f}"
     return f"{point:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
 
 

@@ -121,3 +121,9 @@ class JobCgroups:
 
     def leftovers(self) -> list[Cgroup]:
         return [] if self.parent is None else cgroupfs.children(self.parent, PREFIX)
+
+    def job_cgroups(self) -> dict[str, Cgroup]:
+        """Every job cgroup under the parent, by job id (this worker's, its siblings', dead workers')."""
+        if self.parent is None:
+            return {}
+        return {c.path.name.removeprefix(JOB_PREFIX): c for c in cgroupfs.children(self.parent, JOB_PREFIX)}

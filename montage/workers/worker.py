@@ -204,7 +204,8 @@ class Worker:
         return await paused(self.db, self.config.worker_id)
 
     async def maintenance(self, *, force: bool = False) -> None:
-        """Re-queue jobs whose lease expired; remove files of jobs past the retention period."""
+        """Re-queue jobs whose lease expired; remove files of jobs past the retention period and the
+        cgroups that dead workers left."""
         now = time.monotonic()
         if not force and now - self._last_maintenance < self.config.maintenance_s:
             return
@@ -222,6 +223,33 @@ class Worker:
             await jobs.mark_purged(session, [j.id for j in old])
         if old:
             log.info("retention: removed files of %d job(s)", len(old))
+        await self._sweep_cgroups()
+
+    async def _sweep_cgroups(self) -> None:
+        """Remove the empty job cgroups that a worker killed mid-render (SIGKILL, the OOM killer) left
+        under this parent: its own ``close`` never ran, and a re-claim only reuses the name on the same
+        machine.  A cgroup whose job is running is kept (its worker may be about to start the renderer
+        in it), and one that holds a process is never touched (``rmdir_if_empty`` kills nothing)."""
+        from montage.core import cgroupfs
+        from montage.core.cgroupfs import CgroupError
+
+        found = self.cgroups.job_cgroups()
+        if not found:
+            return
+        async with self.db.session() as session:
+            states = {j: getattr(await jobs.get_job(session, j), "state", None) for j in found}
+        running = {j for j, state in states.items() if state == "running"}
+        removed = []
+        for job_id, cgroup in found.items():
+            if job_id in running:
+                continue
+            try:
+                if cgroupfs.rmdir_if_empty(cgroup):
+                    removed.append(job_id)
+            except CgroupError as exc:
+                log.error("job cgroup left behind: %s", exc)
+        if removed:
+            log.warning("removed empty cgroups dead workers left (jobs not running): %s", ", ".join(sorted(removed)))
 
     def _spec(self, lease: jobs.Lease) -> JobSpec:
         # Each attempt renders into its own scratch directory: whatever the renderer writes there

@@ -108,6 +108,13 @@ def expected_figures(check: dict[str, Any]) -> list[str]:
         return [" / ".join(f"{p:g}" for p in v["per_job_peak_mb"]) + " MB"]
     if kind == "command":
         return [f"exit code {v['exit_code']}"]
+    if kind == "canary":  # every SLO with an interval, as the canary recorded it
+        rows = {name: slo["value"] for name, slo in ((v or {}).get("slos") or {}).items()}
+        intervals = {n: d for n, d in rows.items() if isinstance(d, dict) and {"low", "high"} <= set(d)}
+        return [
+            f"{n} {next(d[k] for k in ('point', 'ratio', 'rate') if k in d):.3f} [{d['low']:.3f}, {d['high']:.3f}]"
+            for n, d in intervals.items()
+        ]
     return []
 
 

@@ -20,7 +20,7 @@ from montage.runtime.admission import Admission, Waiting
 from montage.runtime.memory_manager import MemoryReadError
 from montage.settings import Settings, load_settings
 from tests.runtime.conftest import V2_MOUNTINFO, FakeRoot
-from tests.service.conftest import clip  # noqa: F401 - fixture
+from tests.service.conftest import clip, make_clip  # noqa: F401 - fixtures
 
 MIB = 1024 * 1024
 

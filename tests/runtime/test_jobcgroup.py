@@ -6,6 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,6 +165,46 @@ def test_remove_kills_what_is_left_and_leaves_no_montage_entries() -> None:
     assert proc.returncode == -9
     assert not job.cgroup.path.exists()
     assert not (REAL.parent.path / (JOB_PREFIX + "leftover-test")).exists()
+
+
+@real_only
+@pytest.mark.anyio
+async def test_maintenance_removes_only_the_empty_cgroups_of_jobs_not_running(tmp_path: Path, db_url: str) -> None:
+    """A worker SIGKILLed mid-render never closes its job's cgroup; the next maintenance of any worker
+    under the same parent removes it, unless its job is running (a sibling about to start its renderer)
+    or a process is still in it (nothing is killed by the sweep)."""
+    import subprocess
+    import threading
+
+    db = Database(make_engine(db_url))
+    made: list[Any] = []
+    sleeper = None
+    try:
+        async with db.begin() as session:
+            queued = (await jobs.create_job(session, input_path="x", uploaded=False, duration_s=2, aspect="16:9")).id
+            busy = (await jobs.create_job(session, input_path="x", uploaded=False, duration_s=2, aspect="16:9")).id
+            held = (await jobs.create_job(session, input_path="x", uploaded=False, duration_s=2, aspect="16:9")).id
+        assert await jobs.claim(db, held, "other-worker", 60) is not None  # running: its cgroup stays
+        gone = f"no-such-job-{tmp_path.name}"
+        for job_id in (queued, busy, held, gone):
+            made.append(REAL.create(job_id, 64 * MIB))
+        assert all(made)
+        sleeper = subprocess.Popen(["sleep", "60"], preexec_fn=made[1].preexec)  # `busy` holds a process
+        threading.Thread(target=sleeper.wait, daemon=True).start()
+        config = WorkerConfig(worker_id="sweeper", data_dir=tmp_path / "data", lease_s=30, heartbeat_s=0.3,
+                              poll_s=0.1, job_timeout_s=60, drain_grace_s=5, max_attempts=1, retention_s=3600,
+                              job_memory_limit_mb=150)  # fmt: skip
+        worker = Worker(db, PythonExecutor(), config)
+        await worker.maintenance(force=True)
+        assert not made[0].cgroup.path.exists() and not made[3].cgroup.path.exists()  # queued, no row: removed
+        assert made[2].cgroup.path.is_dir()  # its job is running
+        assert made[1].cgroup.path.is_dir() and sleeper.poll() is None  # not empty: kept, its process alive
+    finally:
+        for cg in made:
+            if cg is not None:
+                assert cg.close() is None
+        await db.dispose()
+    assert sleeper is not None and sleeper.wait(timeout=30) == -9
 
 
 # --- cgroupfs on fake trees: peak reset, kill, remove, children --------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,19 +99,33 @@ def live(tmp_path: Path, sqlite_db_url: str) -> Iterator[Live]:
 
 
 @pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory, require_tool: Any) -> Path:
-    """A real 8 s 640x360 H.264/AAC clip made by ffmpeg."""
+def make_clip(tmp_path_factory: pytest.TempPathFactory, require_tool: Any) -> Callable[[int], Path]:
+    """``make_clip(seconds)``: a real 640x360 H.264/AAC clip of that length (testsrc and a tone), made by
+    ffmpeg once per length and session."""
     import subprocess
 
     ffmpeg = require_tool("ffmpeg", "ffmpeg")
-    out = tmp_path_factory.mktemp("media") / "clip.mp4"
-    subprocess.run(
-        [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=640x360:rate=25:duration=8",
-         "-f", "lavfi", "-i", "sine=frequency=440:duration=8", "-c:v", "libx264", "-preset", "ultrafast",
-         "-c:a", "aac", "-shortest", str(out)],
-        check=True, timeout=120, capture_output=True,
-    )  # fmt: skip
-    return out
+    made: dict[int, Path] = {}
+
+    def make(seconds: int) -> Path:
+        if seconds not in made:
+            out = tmp_path_factory.mktemp("media") / f"clip-{seconds}s.mp4"
+            subprocess.run(
+                [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=640x360:rate=25:duration={seconds}",
+                 "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:v", "libx264",
+                 "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(out)],
+                check=True, timeout=120, capture_output=True,
+            )  # fmt: skip
+            made[seconds] = out
+        return made[seconds]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def clip(make_clip: Callable[[int], Path]) -> Path:
+    """A real 8 s 640x360 H.264/AAC clip made by ffmpeg."""
+    return make_clip(8)
 
 
 def service_env(tmp_path: Path, db_url: str, **settings: str) -> dict[str, str]:

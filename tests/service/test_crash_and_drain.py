@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,29 +69,18 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: flo
             proc.wait()
 
 
-def _long_clip(out: Path, seconds: int) -> Path:
-    """A real ``seconds`` s 640x360 H.264/AAC clip (testsrc2 and a tone), made by ffmpeg."""
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=25:duration={seconds}",
-         "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
-         "-c:a", "aac", "-shortest", str(out)],
-        check=True, timeout=120, capture_output=True,
-    )  # fmt: skip
-    return out
-
-
 @pytest.mark.parametrize("executor", ["ffmpeg-trim", "montage-run"])
 def test_sigkill_mid_render_gives_exactly_one_result_and_no_lost_job(
-    tmp_path: Path, sqlite_db_url: str, clip: Path, executor: str
+    tmp_path: Path, sqlite_db_url: str, make_clip: Callable[[int], Path], executor: str
 ) -> None:
     # lease 6 s with 0.5 s heartbeats: a survivor delayed by a loaded machine keeps its lease (at 2 s a
     # slow heartbeat under load lost it and made a third attempt), and the re-queue still comes quickly.
     env = service_env(tmp_path, sqlite_db_url, executor=executor, executor_realtime="true", lease_s="6")
-    source, long = clip, 4.0
+    source, long = make_clip(8), 4.0
     if executor == "montage-run":
         # `montage run` is not paced (executor_realtime is ffmpeg-trim's): a 4 s montage of the 8 s clip
         # finished within the second below on a fast machine, so it gets a 40 s input and a 12 s montage.
-        source, long = _long_clip(tmp_path / "long.mp4", 40), 12.0
+        source, long = make_clip(40), 12.0
 
     def submit(duration: float) -> str:
         job = _query(sqlite_db_url, lambda s: jobs.create_job(s, input_path=str(source), uploaded=False,

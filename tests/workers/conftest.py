@@ -1,5 +1,5 @@
 """The worker's tests share the service's database and clip fixtures."""
 
-from tests.service.conftest import clip, sqlite_db_url
+from tests.service.conftest import clip, make_clip, sqlite_db_url
 
-__all__ = ["clip", "sqlite_db_url"]
+__all__ = ["clip", "make_clip", "sqlite_db_url"]

@@ -88,10 +88,10 @@ def achieved_p99_ratio(metrics: dict[str, Any]) -> float | None:
     over every request pair both sides answered divided by the baseline's (plain order statistics, no
     windows, no interval).  It tells whether a "+30 % p99" condition was +30 % in that run."""
     from montage.ops import stats
+    from montage.ops.canary.judge import answered_pairs
 
-    b, c = metrics["sides"]["baseline"]["samples"], metrics["sides"]["candidate"]["samples"]
-    pairs = [(cl, bl) for cs, cl, bs, bl in zip(c["status"], c["latency_s"], b["status"], b["latency_s"], strict=True)
-             if cs and bs and cl > 0 and bl > 0]  # fmt: skip
+    sides = metrics["sides"]
+    pairs = [p for p in answered_pairs(sides["baseline"], sides["candidate"]) if p is not None]
     if len(pairs) < 100:
         return None
     p99 = [stats._quantile(sorted(p[k] for p in pairs), 0.99) for k in (0, 1)]

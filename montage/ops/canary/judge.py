@@ -316,15 +316,24 @@ def _overall(results: list[SloResult]) -> CanaryVerdict:
     return CanaryVerdict(overall, results)
 
 
+def answered_pairs(base: dict[str, Any], cand: dict[str, Any]) -> list[tuple[float, float] | None]:
+    """Per request sent, ``(candidate latency, baseline latency)`` when both sides answered it (a status and a
+    positive latency), else None; the positions are kept so windows stay aligned with the traffic."""
+    b, c = base["samples"], cand["samples"]
+    return [
+        (cl, bl) if cs and bs and cl > 0 and bl > 0 else None
+        for cs, cl, bs, bl in zip(c["status"], c["latency_s"], b["status"], b["latency_s"], strict=True)
+    ]
+
+
 def windows(base: dict[str, Any], cand: dict[str, Any], size: int) -> tuple[list[float], list[float]]:
     """Per-window p99 of each side over the request pairs both answered (windows with fewer than half
     their pairs answered are left out)."""
-    b, c = base["samples"], cand["samples"]
-    rows = list(zip(c["status"], c["latency_s"], b["status"], b["latency_s"], strict=True))
+    rows = answered_pairs(base, cand)
     wc: list[float] = []
     wb: list[float] = []
     for start in range(0, len(rows) - size + 1, size):
-        pairs = [(cl, bl) for cs, cl, bs, bl in rows[start : start + size] if cs and bs and cl > 0 and bl > 0]
+        pairs = [p for p in rows[start : start + size] if p is not None]
         if 2 * len(pairs) < size:
             continue
         wc.append(stats._quantile(sorted(p[0] for p in pairs), 0.99))
@@ -365,12 +374,7 @@ def _latency_window_medians_v2(base: dict[str, Any], cand: dict[str, Any], slos:
 
 def _latency_pooled_v1(base: dict[str, Any], cand: dict[str, Any], slos: Params) -> SloResult:
     """Schema 1's rule (one pooled p99 over every request pair), kept so old bundles re-judge as recorded."""
-    b, c = base["samples"], cand["samples"]
-    pairs = [
-        (cl, bl)
-        for cs, cl, bs, bl in zip(c["status"], c["latency_s"], b["status"], b["latency_s"], strict=True)
-        if cs and bs and cl > 0 and bl > 0
-    ]
+    pairs = [p for p in answered_pairs(base, cand) if p is not None]
     cl, bl = [p[0] for p in pairs], [p[1] for p in pairs]
     d = stats.judge_ratio(cl, bl, threshold=slos.p99_ratio_max, worse="higher", paired=True,
                           confidence=slos.confidence, resamples=slos.resamples, seed=slos.seed,

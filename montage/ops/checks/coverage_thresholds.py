@@ -16,6 +16,7 @@ to), ``coverage_base.json`` (when ratcheting), ``coverage_output.txt`` (when mea
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,13 @@ def _module_files(repo_root: Path, dotted: str) -> list[str] | None:
 
 
 def _measure(params: Params, ctx: CheckContext) -> bool:
-    data_file = ctx.bundle_dir.parent / f".coverage-{ctx.phase_id}-{ctx.check_id}"
+    # coverage's data files live in a temporary directory, never beside the bundles: a run killed
+    # before its cleanup leaves nothing in proofs/ (which is committed) or the working tree
+    with tempfile.TemporaryDirectory(prefix=f"montage-coverage-{ctx.phase_id}-") as scratch:
+        return _measure_into(params, ctx, Path(scratch) / f".coverage-{ctx.check_id}")
+
+
+def _measure_into(params: Params, ctx: CheckContext, data_file: Path) -> bool:
     env = {"COVERAGE_FILE": str(data_file)}
     log = ctx.evidence_dir / "coverage_output.txt"
     steps = [
@@ -78,8 +85,6 @@ def _measure(params: Params, ctx: CheckContext) -> bool:
             if done.returncode != 0 and i != 1:  # failing tests still yield coverage data
                 return False
     finally:
-        for stray in data_file.parent.glob(data_file.name + "*"):
-            stray.unlink(missing_ok=True)
         parts = sorted(log.parent.glob("coverage_output.*.txt"))
         log.write_text("".join(p.read_text(encoding="utf-8", errors="replace") for p in parts), encoding="utf-8")
         for p in parts:
