@@ -16,6 +16,10 @@ expiry plus the relay, not the broker's redelivery: with late acknowledgement Re
 unacknowledged task only after the visibility timeout, which must be longer than the longest job
 (else a slow render would be handed to a second worker), so about an hour; the lease notices a dead
 worker within ``service.lease_s``.
+
+Housekeeping that the local worker's maintenance does: the relay also removes the files of jobs past
+``service.retention_hours`` (the API serves results from the data directory the workers write to),
+and every task ends by removing the empty job cgroups a SIGKILLed worker left on its machine.
 """
 
 from __future__ import annotations
@@ -219,7 +223,10 @@ async def _handle(settings: Settings, worker_id: str, job_id: str, redelivered: 
         worker = Worker(
             db, executor_from_settings(settings), WorkerConfig.from_settings(settings, worker_id), admission
         )
-        return await worker.execute(lease)
+        try:
+            return await worker.execute(lease)
+        finally:  # job cgroups are per machine: a task is the only code a Celery worker runs there
+            await worker.sweep_cgroups()
     finally:
         await db.dispose()
 
@@ -390,13 +397,17 @@ async def due_for_relay(db: Database, relay_after_s: float, grace_s: float) -> l
 
 
 async def relay_once(db: Database, dispatcher: Dispatcher) -> list[str]:
-    """Re-queue expired leases, then publish every queued job that needs a task; returns those published."""
+    """Re-queue expired leases, remove the files of jobs past the retention period (the API's data
+    directory is the one the workers write to), then publish every queued job that needs a task;
+    returns those published."""
     from montage.db import jobs
+    from montage.workers.worker import purge_expired
 
     settings = dispatcher.settings
     requeued = await jobs.requeue_expired(db, settings.service.max_attempts)
     if requeued:
         log.warning("relay: re-queued jobs whose lease expired (worker died?): %s", ", ".join(requeued))
+    await purge_expired(db, Path(settings.data_dir), settings.service.retention_hours * 3600)
     published = []
     for job_id in await due_for_relay(db, settings.celery.relay_after_s, settings.celery.publish_timeout_s * 4):
         if not await dispatcher.dispatch(db, job_id, RELAYED):

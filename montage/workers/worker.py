@@ -81,6 +81,23 @@ class WorkerConfig:
         )
 
 
+async def purge_expired(db: Database, data_dir: Path, retention_s: float) -> int:
+    """Remove the uploads and results of jobs that finished more than ``retention_s`` ago and mark them
+    purged (their result then answers 410); returns how many.  Run by every local worker's maintenance
+    and, with the celery engine, by the API's relay (which sees the same data directory)."""
+    cutoff = utcnow() - timedelta(seconds=retention_s)
+    async with db.begin() as session:
+        old = await jobs.purgeable(session, cutoff)
+        for job in old:
+            shutil.rmtree(data_dir / "results" / job.id, ignore_errors=True)
+            if job.uploaded:
+                shutil.rmtree(data_dir / "uploads" / job.id, ignore_errors=True)
+        await jobs.mark_purged(session, [j.id for j in old])
+    if old:
+        log.info("retention: removed files of %d job(s)", len(old))
+    return len(old)
+
+
 def job_limit_mb(settings: Settings) -> int:
     """The per-job cgroup limit: twice ``memory.job_estimate_mb`` (a render may exceed its estimate)."""
     return int(settings.memory.job_estimate_mb) * JOB_LIMIT_FACTOR
@@ -213,19 +230,10 @@ class Worker:
         requeued = await jobs.requeue_expired(self.db, self.config.max_attempts)
         if requeued:
             log.warning("re-queued jobs whose lease expired: %s", ", ".join(requeued))
-        cutoff = utcnow() - timedelta(seconds=self.config.retention_s)
-        async with self.db.begin() as session:
-            old = await jobs.purgeable(session, cutoff)
-            for job in old:
-                shutil.rmtree(self.config.data_dir / "results" / job.id, ignore_errors=True)
-                if job.uploaded:
-                    shutil.rmtree(self.config.data_dir / "uploads" / job.id, ignore_errors=True)
-            await jobs.mark_purged(session, [j.id for j in old])
-        if old:
-            log.info("retention: removed files of %d job(s)", len(old))
-        await self._sweep_cgroups()
+        await purge_expired(self.db, self.config.data_dir, self.config.retention_s)
+        await self.sweep_cgroups()
 
-    async def _sweep_cgroups(self) -> None:
+    async def sweep_cgroups(self) -> None:
         """Remove the empty job cgroups that a worker killed mid-render (SIGKILL, the OOM killer) left
         under this parent: its own ``close`` never ran, and a re-claim only reuses the name on the same
         machine.  A cgroup whose job is running is kept (its worker may be about to start the renderer

@@ -293,6 +293,49 @@ def test_worker_warm_shutdown_finishes_its_job(cluster: Cluster, api: Api) -> No
     _one_result(cluster, job_id)
 
 
+def test_retention_and_orphan_cgroups_as_the_local_worker(cluster: Cluster) -> None:
+    """tests/workers/test_worker.py's retention case through Celery: the relay inside ``montage serve``
+    removes a finished job's files after ``service.retention_hours`` (its result then answers 410), and a
+    task removes the empty cgroup a SIGKILLed worker left for another job on its machine."""
+    import contextlib
+
+    from montage.runtime.jobcgroup import JobCgroups
+
+    cgroups = JobCgroups.detect()  # the workers are this process's children: the same parent cgroup
+    orphan = cgroups.create(f"orphan-{cluster.tmp_path.name}", 64 * 1024 * 1024) if cgroups.available else None
+    try:
+        cluster.env["MONTAGE_SERVICE__RETENTION_HOURS"] = "0.002"  # 7.2 s after the job finished
+        with contextlib.contextmanager(serve_cli)(cluster) as api:
+            cluster.start_worker("m1")
+            job_id = api.submit("clip.mp4", 1)
+            job = wait_state(cluster, job_id, {"succeeded", "failed"}, 90)
+            _one_result(cluster, job_id)
+            results = Path(job.result_path).parent
+            wait_for(lambda: cluster.job(job_id).purged_at is not None, 60, "the relay to apply the retention")
+            assert not results.exists()
+            gone = api.client.get(f"/v1/public/jobs/{job_id}/result")
+            assert gone.status_code == 410, gone.text
+        if orphan is not None:
+            assert not orphan.cgroup.path.exists(), "the task did not remove the empty orphan job cgroup"
+    finally:
+        if orphan is not None:
+            orphan.close()
+
+
+def test_a_worker_with_only_the_bundled_ffmpeg_renders(cluster: Cluster, api: Api) -> None:
+    """tests/workers/test_worker.py's bundled-ffmpeg case through Celery: no ffmpeg on the worker's PATH,
+    the task's executor uses imageio-ffmpeg's binary."""
+    empty = cluster.tmp_path / "bin"
+    empty.mkdir()
+    cluster.env["PATH"] = str(empty)
+    cluster.env.pop("MONTAGE_MEDIA__FFMPEG", None)
+    cluster.start_worker("m1")
+    job_id = api.submit("clip.mp4", 1)
+    wait_state(cluster, job_id, {"succeeded", "failed"}, 90)
+    _one_result(cluster, job_id)
+    assert "imageio_ffmpeg" in cluster.log("m1"), cluster.log("m1")[-2000:]
+
+
 def _worker_cli(tmp_path: Path, sqlite_db_url: str, broker_url: str) -> subprocess.CompletedProcess[str]:
     env = celery_env(tmp_path, sqlite_db_url, broker_url)
     return subprocess.run([sys.executable, "-m", "montage", "worker", "--engine", "celery", "--scratch",
