@@ -3,6 +3,7 @@ a real SQLite file (and, for the core exactly-once tests, a real PostgreSQL), th
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -334,6 +335,27 @@ def test_a_worker_with_only_the_bundled_ffmpeg_renders(cluster: Cluster, api: Ap
     wait_state(cluster, job_id, {"succeeded", "failed"}, 90)
     _one_result(cluster, job_id)
     assert "imageio_ffmpeg" in cluster.log("m1"), cluster.log("m1")[-2000:]
+
+
+def test_montage_run_executor_through_celery(cluster: Cluster, api: Api) -> None:
+    """tests/workers/test_worker.py's production-executor case through Celery: `montage run` renders a real
+    9:16 montage of the minimal asset in the task, with its timelines and one plan beside it."""
+    minimal = Path(__file__).resolve().parents[1] / "assets" / "minimal.mp4"
+    shutil.copy(minimal, cluster.tmp_path / "media" / "minimal.mp4")
+    cluster.env.update({"MONTAGE_SERVICE__EXECUTOR": "montage-run", "MONTAGE_SERVICE__EXECUTOR_REALTIME": "false",
+                        "MONTAGE_MEDIA__CACHE_DIR": str(cluster.tmp_path / "cache")})  # fmt: skip
+    cluster.start_worker("m1")
+    resp = api.client.post("/v1/public/jobs", json={"path": "minimal.mp4", "duration": 2, "aspect": "9:16"})
+    assert resp.status_code == 202, resp.text
+    job = wait_state(cluster, str(resp.json()["id"]), {"succeeded", "failed"}, 240)
+    assert job.state == "succeeded", job.error
+    result = Path(job.result_path)
+    assert sorted(p.name for p in result.parent.iterdir() if p.name != "memory.json") == [
+        "montage.edl", "montage.mp4", "montage.otio", "montage.xml", "plan.json",
+    ]  # fmt: skip
+    assert f"job {job.id} attempt 1: {sys.executable} -m montage run " in cluster.log("m1"), cluster.log("m1")[-2000:]
+    plan = json.loads((result.parent / "plan.json").read_text())
+    assert plan["segments"] and all(0 <= seg["start"] < seg["end"] <= 4.0 for seg in plan["segments"])
 
 
 def _worker_cli(tmp_path: Path, sqlite_db_url: str, broker_url: str) -> subprocess.CompletedProcess[str]:
