@@ -27,6 +27,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from montage.core.cgroupfs import MemoryCounters
 from montage.core.files import atomic_write_text
 from montage.core.proc import set_pdeathsig
 from montage.db import flagstore, jobs
@@ -322,12 +323,15 @@ class Worker:
                         await jobs.release(self.db, lease, "worker drained past its grace period")
                         return "released"
             stdout, stderr = talk.result()
-            oom = self._memory_record(spec, cgroup)
+            # the counters are read now, while the job is still running: once it is finished a sibling
+            # worker's sweep may remove the (empty) cgroup before this one closes it
+            counters = self._memory_record(spec, cgroup)
+            oom = oom_message(counters) if counters is not None and counters.oom_kills else None
             if oom is not None and proc.returncode != 0:
                 await jobs.finish(self.db, lease, succeeded=False, error=oom)
                 return "failed"
             outcome = await self._record(lease, spec, proc.returncode, stdout, stderr)
-            await self._record_peak(lease, cgroup, outcome)
+            await self._record_peak(lease, counters, outcome)
             return outcome
         finally:
             kill_group(proc)
@@ -340,20 +344,20 @@ class Worker:
                 cgroup.close()
             shutil.rmtree(spec.output_tmp.parent, ignore_errors=True)
 
-    def _memory_record(self, spec: JobSpec, cgroup: JobCgroup | None) -> str | None:
-        """Write the job cgroup's counters next to the result; the OOM message when the kernel killed in it."""
+    def _memory_record(self, spec: JobSpec, cgroup: JobCgroup | None) -> MemoryCounters | None:
+        """Write the job cgroup's counters next to the result and return them (None without a cgroup)."""
         if cgroup is None:
             return None
         counters = cgroup.counters()
         record = {"cgroup": cgroup.cgroup.label, **asdict(counters)}
         atomic_write_text(spec.output_tmp.parent.parent / MEMORY_NAME, json.dumps(record, indent=2, sort_keys=True))
-        return oom_message(counters) if counters.oom_kills else None
+        return counters
 
-    async def _record_peak(self, lease: jobs.Lease, cgroup: JobCgroup | None, outcome: str) -> None:
+    async def _record_peak(self, lease: jobs.Lease, counters: MemoryCounters | None, outcome: str) -> None:
         """A succeeded job's peak (its cgroup's counter) refines the estimates of later jobs like it."""
-        if self.admission is None or cgroup is None or outcome != "succeeded":
+        if self.admission is None or counters is None or outcome != "succeeded":
             return
-        peak = cgroup.counters().peak_bytes
+        peak = counters.peak_bytes
         if peak:
             plan = self.config.data_dir / "results" / lease.job_id / PLAN_NAME
             await self.admission.record_peak(self.db, lease.job_id, peak, plan)
