@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+log = logging.getLogger("montage.cgroup")
 
 Version = Literal[1, 2]
 V1_UNLIMITED_FLOOR = 1 << 60
@@ -226,6 +229,7 @@ def rmdir_if_empty(cgroup: Cgroup) -> bool:
         cgroup.path.rmdir()
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
+            log.debug("cgroup %s kept: %s", cgroup.path, exc.strerror or exc)
             return False
         raise CgroupError(exc.errno or errno.EIO, f"cannot remove {cgroup.path}: {exc.strerror or exc}") from exc
     return True

@@ -283,6 +283,20 @@ async def retry(session: AsyncSession, job_id: str) -> Job | None:
     return job
 
 
+async def finished_among(db: Database, job_ids: list[str]) -> set[str]:
+    """Those of ``job_ids`` that exist and are finished (succeeded, failed, cancelled), read on the
+    primary: a lagging replica could still show a job as queued, or not at all."""
+    if not job_ids:
+        return set()
+    done = [s.value for s in TERMINAL_STATES]
+    async with db.session() as session:
+        sync = session.sync_session
+        if isinstance(sync, RoutingSession):
+            await session.run_sync(lambda _: sync.pin_primary())
+        rows = await session.execute(select(Job.id).where(Job.id.in_(job_ids), Job.state.in_(done)))
+        return {str(job_id) for (job_id,) in rows}
+
+
 async def counts_by_state(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Job.state, func.count()).group_by(Job.state))
     counts = {s.value: 0 for s in JobState}

@@ -19,7 +19,7 @@ worker within ``service.lease_s``.
 
 Housekeeping that the local worker's maintenance does: the relay also removes the files of jobs past
 ``service.retention_hours`` (the API serves results from the data directory the workers write to),
-and every task ends by removing the empty job cgroups a SIGKILLed worker left on its machine.
+and every task ends by removing the empty cgroups of finished jobs whose worker was SIGKILLed on its machine.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ async def _handle(settings: Settings, worker_id: str, job_id: str, redelivered: 
         try:
             return await worker.execute(lease)
         finally:  # job cgroups are per machine: a task is the only code a Celery worker runs there
-            await worker.sweep_cgroups()
+            await worker.sweep_cgroups()  # best effort: never raises
     finally:
         await db.dispose()
 

@@ -86,13 +86,17 @@ async def purge_expired(db: Database, data_dir: Path, retention_s: float) -> int
     """Remove the uploads and results of jobs that finished more than ``retention_s`` ago and mark them
     purged (their result then answers 410); returns how many.  Run by every local worker's maintenance
     and, with the celery engine, by the API's relay (which sees the same data directory)."""
+
+    def remove(job_id: str, uploaded: bool) -> None:
+        shutil.rmtree(data_dir / "results" / job_id, ignore_errors=True)
+        if uploaded:
+            shutil.rmtree(data_dir / "uploads" / job_id, ignore_errors=True)
+
     cutoff = utcnow() - timedelta(seconds=retention_s)
     async with db.begin() as session:
         old = await jobs.purgeable(session, cutoff)
-        for job in old:
-            shutil.rmtree(data_dir / "results" / job.id, ignore_errors=True)
-            if job.uploaded:
-                shutil.rmtree(data_dir / "uploads" / job.id, ignore_errors=True)
+        for job in old:  # in a thread: the relay shares the API's event loop
+            await asyncio.to_thread(remove, job.id, bool(job.uploaded))
         await jobs.mark_purged(session, [j.id for j in old])
     if old:
         log.info("retention: removed files of %d job(s)", len(old))
@@ -237,28 +241,30 @@ class Worker:
     async def sweep_cgroups(self) -> None:
         """Remove the empty job cgroups that a worker killed mid-render (SIGKILL, the OOM killer) left
         under this parent: its own ``close`` never ran, and a re-claim only reuses the name on the same
-        machine.  A cgroup whose job is running is kept (its worker may be about to start the renderer
-        in it), and one that holds a process is never touched (``rmdir_if_empty`` kills nothing)."""
+        machine.  Best effort (a failure is logged, never raised), and conservative, because the parent
+        cgroup is shared by whatever runs under it (a canary's two sides, two deployments on a host):
+        only a cgroup whose job is in *this* database and finished, that is older than a lease, and that
+        holds no process is removed (``rmdir_if_empty`` kills nothing); another deployment's job ids are
+        unknown here and are left alone."""
         from montage.core import cgroupfs
-        from montage.core.cgroupfs import CgroupError
 
-        found = self.cgroups.job_cgroups()
-        if not found:
-            return
-        async with self.db.session() as session:
-            states = {j: getattr(await jobs.get_job(session, j), "state", None) for j in found}
-        running = {j for j, state in states.items() if state == "running"}
-        removed = []
-        for job_id, cgroup in found.items():
-            if job_id in running:
-                continue
-            try:
+        try:
+            found = self.cgroups.job_cgroups()
+            if not found:
+                return
+            finished = await jobs.finished_among(self.db, sorted(found))
+            removed = []
+            for job_id in sorted(finished):
+                cgroup = found[job_id]
+                if time.time() - cgroup.path.stat().st_ctime < self.config.lease_s:
+                    continue  # a retried job's fresh cgroup, about to be joined by its renderer
                 if cgroupfs.rmdir_if_empty(cgroup):
                     removed.append(job_id)
-            except CgroupError as exc:
-                log.error("job cgroup left behind: %s", exc)
+        except Exception as exc:  # the database or the cgroup tree: try again at the next maintenance
+            log.warning("job cgroup sweep skipped: %s", exc)
+            return
         if removed:
-            log.warning("removed empty cgroups dead workers left (jobs not running): %s", ", ".join(sorted(removed)))
+            log.warning("removed the empty cgroups of finished jobs (their worker died): %s", ", ".join(removed))
 
     def _spec(self, lease: jobs.Lease) -> JobSpec:
         # Each attempt renders into its own scratch directory: whatever the renderer writes there

@@ -169,42 +169,77 @@ def test_remove_kills_what_is_left_and_leaves_no_montage_entries() -> None:
 
 @real_only
 @pytest.mark.anyio
-async def test_maintenance_removes_only_the_empty_cgroups_of_jobs_not_running(tmp_path: Path, db_url: str) -> None:
-    """A worker SIGKILLed mid-render never closes its job's cgroup; the next maintenance of any worker
-    under the same parent removes it, unless its job is running (a sibling about to start its renderer)
-    or a process is still in it (nothing is killed by the sweep)."""
+async def test_maintenance_removes_only_old_empty_cgroups_of_finished_jobs(tmp_path: Path, db_url: str) -> None:
+    """A worker SIGKILLed mid-render never closes its job's cgroup; the next maintenance of a worker
+    under the same parent removes it once the job is finished in its database.  Kept: a running or
+    queued job's cgroup (a sibling may be about to start its renderer in it), one whose job id this
+    database does not know (another deployment's, e.g. a canary's other side), one younger than a lease,
+    and one that holds a process (the sweep kills nothing)."""
     import subprocess
     import threading
+    import time
 
     db = Database(make_engine(db_url))
-    made: list[Any] = []
+    made: dict[str, Any] = {}
     sleeper = None
-    try:
+
+    async def new_job() -> str:
         async with db.begin() as session:
-            queued = (await jobs.create_job(session, input_path="x", uploaded=False, duration_s=2, aspect="16:9")).id
-            busy = (await jobs.create_job(session, input_path="x", uploaded=False, duration_s=2, aspect="16:9")).id
-            held = (await jobs.create_job(session, input_path="x", uploaded=False, duration_s=2, aspect="16:9")).id
-        assert await jobs.claim(db, held, "other-worker", 60) is not None  # running: its cgroup stays
-        gone = f"no-such-job-{tmp_path.name}"
-        for job_id in (queued, busy, held, gone):
-            made.append(REAL.create(job_id, 64 * MIB))
-        assert all(made)
-        sleeper = subprocess.Popen(["sleep", "60"], preexec_fn=made[1].preexec)  # `busy` holds a process
+            return (await jobs.create_job(session, input_path="x", uploaded=False, duration_s=2, aspect="16:9")).id
+
+    async def finished_job() -> str:
+        job_id = await new_job()
+        lease = await jobs.claim(db, job_id, "dead-worker", 60)
+        assert lease is not None
+        await jobs.finish(db, lease, succeeded=False, error="worker SIGKILLed")
+        return job_id
+
+    try:
+        ids = {"finished": await finished_job(), "busy": await finished_job(), "queued": await new_job(),
+               "running": await new_job(), "unknown": f"another-deployment-{tmp_path.name}"}  # fmt: skip
+        assert await jobs.claim(db, ids["running"], "other-worker", 60) is not None
+        for what, job_id in ids.items():
+            made[what] = REAL.create(job_id, 64 * MIB)
+        assert all(made.values())
+        sleeper = subprocess.Popen(["sleep", "60"], preexec_fn=made["busy"].preexec)  # a process is in it
         threading.Thread(target=sleeper.wait, daemon=True).start()
-        config = WorkerConfig(worker_id="sweeper", data_dir=tmp_path / "data", lease_s=30, heartbeat_s=0.3,
+        config = WorkerConfig(worker_id="sweeper", data_dir=tmp_path / "data", lease_s=1.0, heartbeat_s=0.3,
                               poll_s=0.1, job_timeout_s=60, drain_grace_s=5, max_attempts=1, retention_s=3600,
                               job_memory_limit_mb=150)  # fmt: skip
         worker = Worker(db, PythonExecutor(), config)
+        await worker.maintenance(force=True)  # every cgroup is younger than the 1 s lease: all kept
+        assert all(cg.cgroup.path.is_dir() for cg in made.values())
+        time.sleep(1.2)
         await worker.maintenance(force=True)
-        assert not made[0].cgroup.path.exists() and not made[3].cgroup.path.exists()  # queued, no row: removed
-        assert made[2].cgroup.path.is_dir()  # its job is running
-        assert made[1].cgroup.path.is_dir() and sleeper.poll() is None  # not empty: kept, its process alive
+        kept = {what for what, cg in made.items() if cg.cgroup.path.is_dir()}
+        assert kept == {"busy", "queued", "running", "unknown"}, kept
+        assert sleeper.poll() is None  # not killed
     finally:
-        for cg in made:
+        for cg in made.values():
             if cg is not None:
                 assert cg.close() is None
         await db.dispose()
     assert sleeper is not None and sleeper.wait(timeout=30) == -9
+
+
+@real_only
+@pytest.mark.anyio
+async def test_a_failing_sweep_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The database unusable during the sweep: it is logged and skipped (the worker loop must not die of it)."""
+    orphan = REAL.create(f"sweep-error-{tmp_path.name}", 64 * MIB)
+    assert orphan is not None
+    try:
+        config = WorkerConfig(worker_id="sweeper", data_dir=tmp_path / "data", lease_s=1.0, heartbeat_s=0.3,
+                              poll_s=0.1, job_timeout_s=60, drain_grace_s=5, max_attempts=1, retention_s=3600,
+                              job_memory_limit_mb=150)  # fmt: skip
+        broken = Database(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'x' / 'db.sqlite'}"))
+        worker = Worker(broken, PythonExecutor(), config)
+        await worker.sweep_cgroups()
+        assert "job cgroup sweep skipped" in caplog.text
+        assert orphan.cgroup.path.is_dir()
+        await broken.dispose()
+    finally:
+        assert orphan.close() is None
 
 
 # --- cgroupfs on fake trees: peak reset, kill, remove, children --------------------------------------

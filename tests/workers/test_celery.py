@@ -18,6 +18,7 @@ import pytest
 
 from montage.core import loopback
 from montage.db import migrate
+from montage.runtime.jobcgroup import JobCgroups
 from tests.pg.conftest import pg_cluster, pg_db
 from tests.service.conftest import wait_for
 from tests.workers.celery_cluster import (
@@ -294,33 +295,46 @@ def test_worker_warm_shutdown_finishes_its_job(cluster: Cluster, api: Api) -> No
     _one_result(cluster, job_id)
 
 
-def test_retention_and_orphan_cgroups_as_the_local_worker(cluster: Cluster) -> None:
+def test_retention_as_the_local_worker(cluster: Cluster) -> None:
     """tests/workers/test_worker.py's retention case through Celery: the relay inside ``montage serve``
-    removes a finished job's files after ``service.retention_hours`` (its result then answers 410), and a
-    task removes the empty cgroup a SIGKILLed worker left for another job on its machine."""
+    removes a finished job's files after ``service.retention_hours``, and its result then answers 410."""
     import contextlib
 
-    from montage.runtime.jobcgroup import JobCgroups
+    cluster.env["MONTAGE_SERVICE__RETENTION_HOURS"] = "0.002"  # 7.2 s after the job finished
+    with contextlib.contextmanager(serve_cli)(cluster) as api:
+        cluster.start_worker("m1")
+        job_id = api.submit("clip.mp4", 1)
+        job = wait_state(cluster, job_id, {"succeeded", "failed"}, 90)
+        _one_result(cluster, job_id)
+        results = Path(job.result_path).parent
+        wait_for(lambda: cluster.job(job_id).purged_at is not None, 60, "the relay to apply the retention")
+        assert not results.exists()
+        gone = api.client.get(f"/v1/public/jobs/{job_id}/result")
+        assert gone.status_code == 410, gone.text
 
-    cgroups = JobCgroups.detect()  # the workers are this process's children: the same parent cgroup
-    orphan = cgroups.create(f"orphan-{cluster.tmp_path.name}", 64 * 1024 * 1024) if cgroups.available else None
+
+CGROUPS = JobCgroups.detect()
+
+
+@pytest.mark.skipif(not CGROUPS.available, reason=f"no writable memory cgroup: {CGROUPS.reason}")
+def test_a_task_sweeps_the_cgroup_a_killed_worker_left(cluster: Cluster, api: Api) -> None:
+    """The local worker's cgroup sweep through Celery: the workers run under this process's cgroup, so a
+    cgroup left for a finished job (as a SIGKILLed worker leaves it) is removed by the next task there."""
+    cluster.start_worker("m1")
+    first = api.submit("clip.mp4", 1)
+    wait_state(cluster, first, {"succeeded", "failed"}, 90)
+    _one_result(cluster, first)
+    left = CGROUPS.create(first, 64 * 1024 * 1024)  # its name, as the dead worker's would be
+    assert left is not None
     try:
-        cluster.env["MONTAGE_SERVICE__RETENTION_HOURS"] = "0.002"  # 7.2 s after the job finished
-        with contextlib.contextmanager(serve_cli)(cluster) as api:
-            cluster.start_worker("m1")
-            job_id = api.submit("clip.mp4", 1)
-            job = wait_state(cluster, job_id, {"succeeded", "failed"}, 90)
-            _one_result(cluster, job_id)
-            results = Path(job.result_path).parent
-            wait_for(lambda: cluster.job(job_id).purged_at is not None, 60, "the relay to apply the retention")
-            assert not results.exists()
-            gone = api.client.get(f"/v1/public/jobs/{job_id}/result")
-            assert gone.status_code == 410, gone.text
-        if orphan is not None:
-            assert not orphan.cgroup.path.exists(), "the task did not remove the empty orphan job cgroup"
+        time.sleep(3.5)  # older than the cluster's 3 s lease: a fresh cgroup is never swept
+        second = api.submit("clip.mp4", 1)
+        wait_state(cluster, second, {"succeeded", "failed"}, 90)
+        _one_result(cluster, second)
+        wait_for(lambda: not left.cgroup.path.exists(), 10, "the task's sweep to remove the cgroup")
+        assert "removed the empty cgroups of finished jobs" in cluster.log("m1")
     finally:
-        if orphan is not None:
-            orphan.close()
+        left.close()
 
 
 def test_a_worker_with_only_the_bundled_ffmpeg_renders(cluster: Cluster, api: Api) -> None:
